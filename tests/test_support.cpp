@@ -1,0 +1,94 @@
+#include "test_support.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cvxcnn/data/image_codec.hpp"
+
+namespace fs = std::filesystem;
+
+namespace cvxcnn::test {
+
+ScratchDir::ScratchDir() {
+    static std::atomic<unsigned> counter{0};
+    std::random_device entropy;
+    path_ = fs::temp_directory_path() /
+            ("cvxcnn-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
+             std::to_string(entropy()));
+    fs::create_directories(path_);
+}
+
+ScratchDir::~ScratchDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+}
+
+void write_bytes(const fs::path& path, std::span<const std::uint8_t> bytes) {
+    if (path.has_parent_path()) fs::create_directories(path.parent_path());
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw std::runtime_error("test: cannot write " + path.string());
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+    write_bytes(path, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+}
+
+std::vector<std::uint8_t> read_bytes(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_png_hwc(const fs::path& path, std::span<const std::uint8_t> hwc, int height, int width, int channels) {
+    write_bytes(path, encode_png(hwc, height, width, channels));
+}
+
+namespace {
+std::string shell_quote(const std::string& arg) {
+    std::string quoted = "'";
+    for (char c : arg) {
+        if (c == '\'') quoted += "'\\''";
+        else quoted += c;
+    }
+    return quoted + "'";
+}
+
+std::string slurp(const fs::path& path) {
+    std::ifstream in(path);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    return buffer.str();
+}
+}  // namespace
+
+CommandResult run_cli(const std::vector<std::string>& args) {
+    ScratchDir scratch;
+    std::string command = shell_quote(CVXCNN_CLI_PATH);
+    for (const auto& arg : args) command += " " + shell_quote(arg);
+    const fs::path out = scratch / "stdout";
+    const fs::path err = scratch / "stderr";
+    command += " >" + shell_quote(out.string()) + " 2>" + shell_quote(err.string()) + " </dev/null";
+    const int status = std::system(command.c_str());
+    CommandResult result;
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    result.out = slurp(out);
+    result.err = slurp(err);
+    return result;
+}
+
+int count_lines(const std::string& text) {
+    int lines = 0;
+    for (char c : text) lines += c == '\n';
+    if (!text.empty() && text.back() != '\n') ++lines;
+    return lines;
+}
+
+}  // namespace cvxcnn::test

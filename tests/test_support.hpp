@@ -1,0 +1,58 @@
+// Helpers shared by the tests: scratch folders, writing small fixture files, running
+// the command-line tool.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace cvxcnn::test {
+
+/// A fresh, empty folder under the system temp dir, removed when destroyed.
+class ScratchDir {
+public:
+    ScratchDir();
+    ScratchDir(const ScratchDir&) = delete;
+    ScratchDir& operator=(const ScratchDir&) = delete;
+    ~ScratchDir();
+    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+    [[nodiscard]] std::filesystem::path operator/(const std::string& child) const { return path_ / child; }
+
+private:
+    std::filesystem::path path_;
+};
+
+void write_bytes(const std::filesystem::path& path, std::span<const std::uint8_t> bytes);
+void write_text(const std::filesystem::path& path, const std::string& text);
+[[nodiscard]] std::vector<std::uint8_t> read_bytes(const std::filesystem::path& path);
+
+/// Writes an 8-bit gray (channels 1) or RGB (3) PNG whose pixel (y, x, c) is value(y, x, c).
+template <typename F>
+void write_png_pattern(const std::filesystem::path& path, int height, int width, int channels, F value);
+void write_png_hwc(const std::filesystem::path& path, std::span<const std::uint8_t> hwc, int height, int width,
+                   int channels);
+
+struct CommandResult {
+    int exit_code = -1;
+    std::string out;
+    std::string err;
+};
+/// Runs the cvxcnn executable with the given arguments (shell-quoted for you).
+[[nodiscard]] CommandResult run_cli(const std::vector<std::string>& args);
+
+/// Number of lines in text (a last line without '\n' counts).
+[[nodiscard]] int count_lines(const std::string& text);
+
+template <typename F>
+void write_png_pattern(const std::filesystem::path& path, int height, int width, int channels, F value) {
+    std::vector<std::uint8_t> hwc(static_cast<std::size_t>(height) * width * channels);
+    for (int y = 0; y < height; ++y)
+        for (int x = 0; x < width; ++x)
+            for (int c = 0; c < channels; ++c)
+                hwc[(static_cast<std::size_t>(y) * width + x) * channels + c] = static_cast<std::uint8_t>(value(y, x, c));
+    write_png_hwc(path, hwc, height, width, channels);
+}
+
+}  // namespace cvxcnn::test
