@@ -23,7 +23,8 @@ std::string version_text() {
 int report_usage_error(const CLI::ParseError& error, const CLI::App& app) {
     std::string message = error.what();
     if (message.empty()) message = "invalid command line";
-    std::fprintf(stderr, "cvxcnn: %s (see '%s --help')\n", message.c_str(), app.get_name().c_str());
+    const std::string command = app.get_parent() ? "cvxcnn " + app.get_name() : std::string("cvxcnn");
+    std::fprintf(stderr, "cvxcnn: %s (see '%s --help')\n", message.c_str(), command.c_str());
     return cvxcnn::cli::exit_usage;
 }
 

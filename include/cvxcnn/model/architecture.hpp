@@ -33,9 +33,11 @@ struct Architecture {
     float leaky_slope = 0.0f;  ///< a of leaky ReLU, in (0, 1); 0 for other activations
     int pool_grid = 7;         ///< G: the output map is averaged over G x G regions
 
-    /// Output side length of the convolution for an input side length.
+    /// Output side length of the convolution for an input side length (0 when the
+    /// kernel does not fit the padded input; integer division alone would say 1).
     [[nodiscard]] int conv_output_size(int input_size) const noexcept {
-        return (input_size + 2 * padding - kernel) / stride + 1;
+        const int span = input_size + 2 * padding - kernel;
+        return span < 0 || stride < 1 ? 0 : span / stride + 1;
     }
     /// h = k * k * C: the length of one patch (one row of a patch matrix).
     [[nodiscard]] int patch_size(int channels) const noexcept { return kernel * kernel * channels; }
