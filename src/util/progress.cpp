@@ -45,7 +45,10 @@ void Progress::finish() {
     std::lock_guard lock(draw_mutex_);
     if (finished_) return;
     finished_ = true;
-    if (mode_ != ProgressMode::quiet) draw(true);
+    // A plain-lines run that finished before its first periodic line stays silent: the
+    // command's own summary says the rest.
+    const bool drew_before = last_draw_ != start_;
+    if (mode_ == ProgressMode::bar || (mode_ == ProgressMode::lines && drew_before)) draw(true);
 }
 
 void Progress::draw(bool final_draw) {
