@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <zlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +41,16 @@ void write_bytes(const fs::path& path, std::span<const std::uint8_t> bytes) {
 
 void write_text(const fs::path& path, const std::string& text) {
     write_bytes(path, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+}
+
+void write_gzip(const fs::path& path, std::span<const std::uint8_t> bytes) {
+    if (path.has_parent_path()) fs::create_directories(path.parent_path());
+    gzFile file = gzopen(path.c_str(), "wb");
+    if (!file) throw std::runtime_error("test: cannot create " + path.string());
+    const int written = gzwrite(file, bytes.data(), static_cast<unsigned>(bytes.size()));
+    const int closed = gzclose(file);
+    if (written != static_cast<int>(bytes.size()) || closed != Z_OK)
+        throw std::runtime_error("test: cannot write " + path.string());
 }
 
 std::vector<std::uint8_t> read_bytes(const fs::path& path) {

@@ -26,6 +26,8 @@ private:
 
 void write_bytes(const std::filesystem::path& path, std::span<const std::uint8_t> bytes);
 void write_text(const std::filesystem::path& path, const std::string& text);
+/// Writes bytes as one gzip member (zlib), as the dataset distributions are compressed.
+void write_gzip(const std::filesystem::path& path, std::span<const std::uint8_t> bytes);
 [[nodiscard]] std::vector<std::uint8_t> read_bytes(const std::filesystem::path& path);
 
 /// Writes an 8-bit gray (channels 1) or RGB (3) PNG whose pixel (y, x, c) is value(y, x, c).

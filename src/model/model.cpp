@@ -15,14 +15,6 @@
 namespace cvxcnn {
 namespace {
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::string text = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (i > 0) text += ",";
-        text += std::to_string(shape[i]);
-    }
-    return text + "]";
-}
 
 // Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF), as JSON requires:
 // nlohmann would otherwise throw its own exception when the name is written.
@@ -97,11 +89,11 @@ std::optional<std::string> class_names_defect(const std::vector<std::string>& na
 std::optional<std::string> tensor_defect(const Tensor& tensor, const char* name,
                                          const std::vector<std::int64_t>& expected, const char* meaning) {
     if (tensor.shape != expected)
-        return std::string(name) + " has shape " + shape_text(tensor.shape) + ", expected " + shape_text(expected) +
+        return std::string(name) + " has shape " + shape_to_string(tensor.shape) + ", expected " + shape_to_string(expected) +
                " " + meaning;
     if (tensor.data.size() != tensor.element_count())
         return std::string(name) + " holds " + std::to_string(tensor.data.size()) + " values, its shape " +
-               shape_text(tensor.shape) + " needs " + std::to_string(tensor.element_count());
+               shape_to_string(tensor.shape) + " needs " + std::to_string(tensor.element_count());
     for (std::size_t i = 0; i < tensor.data.size(); ++i)
         if (!std::isfinite(tensor.data[i]))
             return std::string(name) + " value " + std::to_string(i) + " is not finite (" +
@@ -193,7 +185,7 @@ std::optional<std::string> model_defect(const Model& model) {
     }
 
     if (model.conv_weight.shape.size() != 4)
-        return "conv_weight has shape " + shape_text(model.conv_weight.shape) + ", expected rank 4 [m, C, k, k]";
+        return "conv_weight has shape " + shape_to_string(model.conv_weight.shape) + ", expected rank 4 [m, C, k, k]";
     const std::int64_t m = model.conv_weight.shape[0];
     if (m < 0 || m > std::numeric_limits<int>::max() / (model.architecture.pool_grid * model.architecture.pool_grid))
         return "conv_weight has " + std::to_string(m) + " filters";
@@ -240,6 +232,15 @@ Model make_model(const Architecture& architecture, const ImageShape& input, std:
     model.fc_bias = Tensor::zeros({classes});
     validate(model);
     return model;
+}
+
+std::string shape_to_string(const std::vector<std::int64_t>& shape) {
+    std::string text = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i > 0) text += ",";
+        text += std::to_string(shape[i]);
+    }
+    return text + "]";
 }
 
 }  // namespace cvxcnn

@@ -108,14 +108,6 @@ void store_u64(std::uint8_t* p, std::uint64_t v) {
     for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
 }
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::string text = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (i > 0) text += ",";
-        text += std::to_string(shape[i]);
-    }
-    return text + "]";
-}
 
 // ---- reading: byte sources -------------------------------------------------------------
 
@@ -401,10 +393,10 @@ std::vector<TableEntry> read_header(const json& header, std::uint32_t version, M
         }
         std::uint64_t needed = 0;
         if (__builtin_mul_overflow(count, std::uint64_t{sizeof(float)}, &needed))
-            fail(tensor + "shape " + shape_text(dims) + " overflows 64-bit sizes");
+            fail(tensor + "shape " + shape_to_string(dims) + " overflows 64-bit sizes");
         const std::uint64_t bytes = as_unsigned(member(row, "bytes", where + "."), where + ".bytes");
         if (bytes != needed)
-            fail(tensor + "'bytes' is " + num(bytes) + ", shape " + shape_text(dims) + " of f32 needs " + num(needed));
+            fail(tensor + "'bytes' is " + num(bytes) + ", shape " + shape_to_string(dims) + " of f32 needs " + num(needed));
         const std::uint64_t offset = as_unsigned(member(row, "offset", where + "."), where + ".offset");
         const std::uint64_t expected = align_up(end);
         if (expected < end) fail(tensor + "offsets overflow 64 bits");

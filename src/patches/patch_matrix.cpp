@@ -192,7 +192,7 @@ PatchMatrices extract_patches(const Dataset& dataset, const Architecture& archit
     return result;
 }
 
-Eigen::MatrixXd gram_matrix(const RowMatrixF& matrix) {
+Eigen::MatrixXd gram_matrix(const Eigen::Ref<const RowMatrixF>& matrix) {
     const Eigen::Index h = matrix.cols();
     // Fixed row blocks and a deterministic reduction tree: the summation order depends
     // only on the row count, so rank and singular values do not change with --threads.

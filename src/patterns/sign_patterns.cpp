@@ -2,6 +2,8 @@
 // and projection to a low rank. See the header for the mathematics.
 #include "cvxcnn/patterns/sign_patterns.hpp"
 
+#include "cvxcnn/patches/patch_matrix.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -636,21 +638,8 @@ RankProjection project_to_rank(const Eigen::Ref<const RowMatrixF>& patches, int 
         throw Error(ErrorKind::bad_input, "--rank " + std::to_string(rank) + ": must be between 1 and the patch size " +
                                               std::to_string(h));
 
-    // Fixed row blocks and a deterministic reduction tree: V does not change with --threads.
-    constexpr Index block_rows = 4096;
-    using Range = oneapi::tbb::blocked_range<Index>;
-    Eigen::MatrixXd gram = oneapi::tbb::parallel_deterministic_reduce(
-        Range(0, n, block_rows), Eigen::MatrixXd(Eigen::MatrixXd::Zero(h, h)),
-        [&patches](const Range& range, Eigen::MatrixXd accumulated) {
-            const Eigen::MatrixXd block = patches.middleRows(range.begin(), static_cast<Index>(range.size())).cast<double>();
-            accumulated.selfadjointView<Eigen::Lower>().rankUpdate(block.transpose());
-            return accumulated;
-        },
-        [](Eigen::MatrixXd left, const Eigen::MatrixXd& right) {
-            left += right;
-            return left;
-        });
-    gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();
+    // Deterministic for any thread count, so V does not change with --threads.
+    const Eigen::MatrixXd gram = gram_matrix(patches);
     const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(gram);
     if (solver.info() != Eigen::Success)
         throw Error(ErrorKind::internal, "rank projection: eigenvalues of the " + std::to_string(h) + "x" +
@@ -675,6 +664,7 @@ RankProjection project_to_rank(const Eigen::Ref<const RowMatrixF>& patches, int 
     projection.relative_residual = total > 0.0 ? std::sqrt(std::max(total - kept, 0.0) / total) : 0.0;
 
     projection.reduced.resize(n, rank);
+    constexpr Index block_rows = 4096;
     const Index row_blocks = (n + block_rows - 1) / block_rows;
     oneapi::tbb::parallel_for(Index{0}, row_blocks, [&](Index block) {
         const Index first = block * block_rows;

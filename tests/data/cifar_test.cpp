@@ -29,15 +29,6 @@ std::vector<std::uint8_t> cifar_records(const std::vector<std::uint8_t>& labels,
     return bytes;
 }
 
-struct GzClose {
-    void operator()(gzFile file) const noexcept { gzclose(file); }
-};
-
-void write_gzip(const fs::path& path, const std::vector<std::uint8_t>& bytes) {
-    std::unique_ptr<gzFile_s, GzClose> file(gzopen(path.c_str(), "wb"));
-    ASSERT_TRUE(file);
-    ASSERT_EQ(gzwrite(file.get(), bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
-}
 
 std::string expect_error(const std::function<void()>& read, ErrorKind kind, const fs::path& path,
                          const std::string& fragment) {
@@ -61,7 +52,7 @@ TEST(CifarBatch, RoundTripRawAndGzipPixelExact) {
     test::ScratchDir dir;
     const std::vector<std::uint8_t> labels{6, 9, 0};
     test::write_bytes(dir / "data_batch_1.bin", cifar_records(labels));
-    write_gzip(dir / "data_batch_1.bin.gz", cifar_records(labels));
+    test::write_gzip(dir / "data_batch_1.bin.gz", cifar_records(labels));
     for (const fs::path& path : {dir / "data_batch_1.bin", dir / "data_batch_1.bin.gz"}) {
         const ByteImages batch = read_cifar_batch(path);
         EXPECT_EQ(batch.shape, (ImageShape{3, 32, 32}));
@@ -78,7 +69,7 @@ TEST(CifarBatch, RoundTripRawAndGzipPixelExact) {
 TEST(CifarBatch, ConcatenatesBatchesInOrder) {
     test::ScratchDir dir;
     test::write_bytes(dir / "a.bin", cifar_records({1, 2}));
-    write_gzip(dir / "b.bin.gz", cifar_records({3}, 2));
+    test::write_gzip(dir / "b.bin.gz", cifar_records({3}, 2));
     const ByteImages all = read_cifar_batches({dir / "a.bin", dir / "b.bin.gz"});
     EXPECT_EQ(all.labels, (std::vector<std::int32_t>{1, 2, 3}));
     EXPECT_EQ(all.image(2)[0], sample(2, 1));
@@ -111,7 +102,7 @@ TEST(CifarErrors, SizeNotMultipleOfRecord) {
     EXPECT_EQ(expect_error([&] { (void)read_cifar_batch(raw); }, ErrorKind::bad_input, raw, ""),
               raw.string() + ": size 6151 is not a multiple of the 3073-byte CIFAR-10 record");
     const fs::path gz = dir / "short.bin.gz";
-    write_gzip(gz, bytes);
+    test::write_gzip(gz, bytes);
     expect_error([&] { (void)read_cifar_batch(gz); }, ErrorKind::bad_input, gz,
                  "size 6151 (after decompression) is not a multiple of the 3073-byte CIFAR-10 record");
 }
@@ -119,7 +110,7 @@ TEST(CifarErrors, SizeNotMultipleOfRecord) {
 TEST(CifarErrors, TruncatedGzipStream) {
     test::ScratchDir dir;
     const fs::path full = dir / "full.bin.gz";
-    write_gzip(full, cifar_records({1, 2, 3, 4}));
+    test::write_gzip(full, cifar_records({1, 2, 3, 4}));
     const auto gz = test::read_bytes(full);
     const fs::path cut = dir / "cut.bin.gz";
     test::write_bytes(cut, std::vector<std::uint8_t>(gz.begin(), gz.begin() + static_cast<long>(gz.size() / 2)));
@@ -142,7 +133,7 @@ TEST(CifarErrors, LabelOutOfRange) {
 TEST(CifarErrors, RecordCapRawAndGzip) {
     test::ScratchDir dir;
     test::write_bytes(dir / "three.bin", cifar_records({1, 2, 3}));
-    write_gzip(dir / "three.bin.gz", cifar_records({1, 2, 3}));
+    test::write_gzip(dir / "three.bin.gz", cifar_records({1, 2, 3}));
     CifarLimits limits;
     limits.max_records = 2;
     expect_error([&] { (void)read_cifar_batch(dir / "three.bin", limits); }, ErrorKind::limit, dir / "three.bin",
@@ -161,7 +152,7 @@ TEST(CifarErrors, RecordCapRawAndGzip) {
 TEST(CifarErrors, CorruptGzipEmptyAndMissing) {
     test::ScratchDir dir;
     const fs::path gz = dir / "batch.bin.gz";
-    write_gzip(gz, cifar_records({1, 2}));
+    test::write_gzip(gz, cifar_records({1, 2}));
     auto bytes = test::read_bytes(gz);
     bytes[bytes.size() - 8] ^= 0x55;  // CRC-32 of the trailer
     test::write_bytes(gz, bytes);

@@ -17,15 +17,6 @@ using namespace cvxcnn;
 
 namespace {
 
-struct GzClose {
-    void operator()(gzFile file) const noexcept { gzclose(file); }
-};
-
-void write_gzip(const fs::path& path, const std::vector<std::uint8_t>& bytes) {
-    std::unique_ptr<gzFile_s, GzClose> file(gzopen(path.c_str(), "wb"));
-    ASSERT_TRUE(file);
-    ASSERT_EQ(gzwrite(file.get(), bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
-}
 
 void put_u32(std::vector<std::uint8_t>& out, std::uint32_t value) {
     for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(value >> shift));
@@ -60,8 +51,8 @@ struct MnistFixture {
     }
     void write(const fs::path& dir) const {
         fs::create_directories(dir);
-        write_gzip(dir / "train-images-idx3-ubyte.gz", images(train));
-        write_gzip(dir / "train-labels-idx1-ubyte.gz", labels(train, 1));
+        test::write_gzip(dir / "train-images-idx3-ubyte.gz", images(train));
+        test::write_gzip(dir / "train-labels-idx1-ubyte.gz", labels(train, 1));
         test::write_bytes(dir / "t10k-images-idx3-ubyte", images(test));
         test::write_bytes(dir / "t10k-labels-idx1-ubyte", labels(test, 3));
     }
@@ -146,7 +137,7 @@ TEST(ImportDataset, Cifar10RgbAcrossBatches) {
     // Batch b holds one record of label b, seed b; test_batch one of label 9.
     for (int b = 1; b <= 5; ++b) {
         const auto bytes = record(static_cast<std::uint8_t>(b), static_cast<std::uint8_t>(b));
-        if (b % 2) write_gzip(src / ("data_batch_" + std::to_string(b) + ".bin.gz"), bytes);
+        if (b % 2) test::write_gzip(src / ("data_batch_" + std::to_string(b) + ".bin.gz"), bytes);
         else test::write_bytes(src / ("data_batch_" + std::to_string(b) + ".bin"), bytes);
     }
     test::write_bytes(src / "test_batch.bin", record(9, 77));

@@ -41,15 +41,6 @@ std::vector<std::uint8_t> idx_labels(const std::vector<std::uint8_t>& labels) {
     return bytes;
 }
 
-struct GzClose {
-    void operator()(gzFile file) const noexcept { gzclose(file); }
-};
-
-void write_gzip(const fs::path& path, const std::vector<std::uint8_t>& bytes) {
-    std::unique_ptr<gzFile_s, GzClose> file(gzopen(path.c_str(), "wb"));
-    ASSERT_TRUE(file);
-    ASSERT_EQ(gzwrite(file.get(), bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
-}
 
 // Runs `read`, expects a cvxcnn::Error of `kind` whose one-line message starts with
 // "<path>: " and contains `fragment`; returns the message.
@@ -75,7 +66,7 @@ TEST(IdxImages, RoundTripRawAndGzipPixelExact) {
     test::ScratchDir dir;
     const auto bytes = idx_images(3, 4, 5);
     test::write_bytes(dir / "images", bytes);
-    write_gzip(dir / "images.gz", bytes);
+    test::write_gzip(dir / "images.gz", bytes);
     EXPECT_LT(fs::file_size(dir / "images.gz"), bytes.size() + 40);  // really gzip, not a copy
     for (const fs::path& path : {dir / "images", dir / "images.gz"}) {
         const IdxImages images = read_idx_images(path);
@@ -91,14 +82,14 @@ TEST(IdxLabels, RoundTripRawAndGzip) {
     test::ScratchDir dir;
     const std::vector<std::uint8_t> labels{7, 0, 9, 3, 3};
     test::write_bytes(dir / "labels", idx_labels(labels));
-    write_gzip(dir / "labels.gz", idx_labels(labels));
+    test::write_gzip(dir / "labels.gz", idx_labels(labels));
     EXPECT_EQ(read_idx_labels(dir / "labels"), labels);
     EXPECT_EQ(read_idx_labels(dir / "labels.gz"), labels);
 }
 
 TEST(IdxDataset, CombinesImagesLabelsAndClassNames) {
     test::ScratchDir dir;
-    write_gzip(dir / "images.gz", idx_images(3, 2, 2));
+    test::write_gzip(dir / "images.gz", idx_images(3, 2, 2));
     test::write_bytes(dir / "labels", idx_labels({2, 0, 1}));
     const ByteImages data = read_idx_dataset(dir / "images.gz", dir / "labels", {"a", "b", "c"});
     EXPECT_EQ(data.shape, (ImageShape{1, 2, 2}));
@@ -133,7 +124,7 @@ TEST(IdxErrors, TruncatedDataRawAndGzip) {
     auto bytes = idx_images(5, 28, 28);
     bytes.resize(16 + 3000);
     test::write_bytes(dir / "short", bytes);
-    write_gzip(dir / "short.gz", bytes);  // a well-formed gzip of a short file
+    test::write_gzip(dir / "short.gz", bytes);  // a well-formed gzip of a short file
     for (const fs::path& path : {dir / "short", dir / "short.gz"})
         EXPECT_EQ(expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, ""),
                   path.string() + ": truncated: header declares 5 images of 28x28 (3920 bytes), file has only 3000");
@@ -154,7 +145,7 @@ TEST(IdxErrors, TruncatedDataRawAndGzip) {
 TEST(IdxErrors, TruncatedGzipStream) {
     test::ScratchDir dir;
     const fs::path full = dir / "full.gz";
-    write_gzip(full, idx_images(20, 28, 28));
+    test::write_gzip(full, idx_images(20, 28, 28));
     const auto gz = test::read_bytes(full);
 
     // Cut inside the compressed data: the data ends early and zlib says why.
@@ -175,7 +166,7 @@ TEST(IdxErrors, TrailingBytes) {
     auto bytes = idx_images(2, 3, 3);
     bytes.insert(bytes.end(), {1, 2, 3});
     test::write_bytes(dir / "images", bytes);
-    write_gzip(dir / "images.gz", bytes);
+    test::write_gzip(dir / "images.gz", bytes);
     for (const fs::path& path : {dir / "images", dir / "images.gz"})
         expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path,
                      "trailing data: 3 extra bytes after the 2 images of 3x3 the header declares");
@@ -227,7 +218,7 @@ TEST(IdxErrors, ZeroSizes) {
 
 TEST(IdxErrors, LabelOutOfRangeAndCountMismatch) {
     test::ScratchDir dir;
-    write_gzip(dir / "images.gz", idx_images(3, 2, 2));
+    test::write_gzip(dir / "images.gz", idx_images(3, 2, 2));
     test::write_bytes(dir / "labels", idx_labels({0, 10, 1}));
     const std::vector<std::string> ten{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
     expect_error([&] { (void)read_idx_dataset(dir / "images.gz", dir / "labels", ten); }, ErrorKind::bad_input,
@@ -243,7 +234,7 @@ TEST(IdxErrors, LabelOutOfRangeAndCountMismatch) {
 TEST(IdxErrors, CorruptGzipStream) {
     test::ScratchDir dir;
     const fs::path path = dir / "images.gz";
-    write_gzip(path, idx_images(4, 28, 28));
+    test::write_gzip(path, idx_images(4, 28, 28));
     auto gz = test::read_bytes(path);
     // Wrong CRC-32 in the trailer: the data inflate fine, the check fails.
     gz[gz.size() - 8] ^= 0xFF;
@@ -261,7 +252,7 @@ TEST(IdxErrors, EmptyMissingAndDirectory) {
     test::write_bytes(dir / "empty", {});
     EXPECT_EQ(expect_error([&] { (void)read_idx_images(dir / "empty"); }, ErrorKind::bad_input, dir / "empty", ""),
               (dir / "empty").string() + ": empty file (0 bytes)");
-    write_gzip(dir / "empty.gz", {});
+    test::write_gzip(dir / "empty.gz", {});
     expect_error([&] { (void)read_idx_labels(dir / "empty.gz"); }, ErrorKind::bad_input, dir / "empty.gz",
                  "no data after decompression");
     EXPECT_EQ(expect_error([&] { (void)read_idx_images(dir / "missing"); }, ErrorKind::bad_input, dir / "missing", ""),

@@ -22,12 +22,10 @@
 
 #include "cvxcnn/data/dataset.hpp"
 #include "cvxcnn/model/architecture.hpp"
+#include "cvxcnn/util/matrix.hpp"
 
 namespace cvxcnn {
 
-/// Row-major float matrix: the layout of the stacked patch matrix, so that a block of
-/// consecutive rows is one contiguous array and products with it are plain GEMMs.
-using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 /// A G x G grid of average-pooling regions partitioning the OH x OW output map.
 /// Row band r covers oy in [floor(r*OH/G), floor((r+1)*OH/G)), column bands likewise;
@@ -124,7 +122,7 @@ inline constexpr double default_rank_rtol = 1e-6;
 
 /// M^T M (h x h, symmetric), accumulated in double over row blocks with a deterministic
 /// TBB reduction: the result is bit-identical whatever the number of threads.
-[[nodiscard]] Eigen::MatrixXd gram_matrix(const RowMatrixF& matrix);
+[[nodiscard]] Eigen::MatrixXd gram_matrix(const Eigen::Ref<const RowMatrixF>& matrix);
 
 /// Singular values sigma_i = sqrt(max(lambda_i, 0)) from the eigenvalues of the Gram
 /// matrix; rank = #{sigma_i > rtol * sigma_max}. Throws bad_input unless 0 < rtol < 1.

@@ -24,12 +24,10 @@
 
 #include <Eigen/Core>
 
+#include "cvxcnn/util/matrix.hpp"
+
 namespace cvxcnn {
 
-/// Row-major float matrix (the same alias as in patches/patch_matrix.hpp).
-using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-/// Row-major double matrix: rank-reduced data for exact enumeration.
-using RowMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 /// P sign patterns over N rows, pattern i = 1[M g_i >= 0] bit-packed: row j of pattern i is
 /// bit (j % 64) of words[i * words_per_pattern + j / 64]. Bits past `rows` in the last word
