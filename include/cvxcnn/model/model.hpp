@@ -23,11 +23,11 @@
 
 namespace cvxcnn {
 
-/// A dense float32 array, row-major. An empty shape means "absent" (0 elements), which
-/// is how a non-gated model stores gate_weight; a present tensor has rank 1 to 4.
 /// "[m,C,k,k]": a tensor shape as messages print it.
 [[nodiscard]] std::string shape_to_string(const std::vector<std::int64_t>& shape);
 
+/// A dense float32 array, row-major. An empty shape means "absent" (0 elements), which
+/// is how a non-gated model stores gate_weight; a present tensor has rank 1 to 4.
 struct Tensor {
     std::vector<std::int64_t> shape;
     std::vector<float> data;  ///< element_count() values, row-major

@@ -1,0 +1,37 @@
+// Recovery: the fifth stage of the pipeline
+//   ... -> solver -> convex solution -> **recovered CNN (Model)** -> model file -> engine.
+//
+// Every nonzero group u = U_{i,r,c} of the convex solution becomes one filter of the
+// two-layer CNN, in closed form (Pilanci & Ergen 2020; Mishkin et al. 2022, gated form):
+//   conv filter     u / sqrt(||u||)          (OIHW order: the patch column order)
+//   gate filter     g_i                      (the generator of pattern i)
+//   output weight   sqrt(||u||) * |r|        on class c and pooling region r, 0 elsewhere
+// The factor |r| (positions in region r) turns the network's average pooling back into
+// the convex program's sum over the region, so the network's logits equal F U exactly
+// (up to float rounding), and its weight-decay penalty (beta/2) * sum (||w||^2 + a^2),
+// with a = sqrt(||u||) the output weight of the sum-pooled network, equals beta * sum ||u||.
+// Zero groups are pruned: group sparsity chooses the network's width.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cvxcnn/model/model.hpp"
+#include "cvxcnn/patches/patch_matrix.hpp"
+#include "cvxcnn/patterns/sign_patterns.hpp"
+#include "cvxcnn/problem/convex_features.hpp"
+
+namespace cvxcnn {
+
+/// Builds the gated-ReLU CNN from a convex solution U ((P*R*h) x classes). The
+/// architecture's activation must be Activation::gated_relu. Parallel over groups (TBB).
+[[nodiscard]] Model recover_gated_cnn(const ConvexFeatures& layout, const SignPatterns& patterns,
+                                      const RowMatrixF& weights, const PatchMatrices& patches,
+                                      std::vector<std::string> class_names, const Normalization& normalization);
+
+/// Weight decay of a recovered model in the sum-pooling parametrization:
+/// (1/2) * sum over filters of (||conv filter||^2 + a^2), a = output weight / |region|.
+/// Multiplied by beta this is the non-convex regularizer, equal to beta * sum ||u||.
+[[nodiscard]] double recovered_weight_decay(const Model& model, const PoolingRegions& regions);
+
+}  // namespace cvxcnn
