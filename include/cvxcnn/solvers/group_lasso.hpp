@@ -1,0 +1,179 @@
+// The certified group-lasso solver: the fifth stage of the pipeline
+//   patch matrices -> sign patterns -> feature blocks -> **solver** -> recovered CNN.
+//
+// It solves the convex equivalent of a two-layer gated-ReLU CNN, one-vs-all groups
+// (Mishkin et al., ICML 2022; Ergen & Pilanci, ICLR 2021; SOLVERS.md 5.1, 5.2):
+//   minimize  P(U) = L(F U) + beta * sum_{b,c} ||U[b*h:(b+1)*h, c]||_2
+// with R-FISTA (SOLVERS.md 5.3: backtracking through the prox, gradient-mapping restart,
+// Lassplore step growth) and stops on the relative Fenchel duality gap (SOLVERS.md 5.11),
+// which is returned with the solution as its certificate of optimality.
+//
+// Symbols and names:
+//   F  features      n x (B*h), B blocks of width h (block b = columns [b*h, (b+1)*h))
+//   U  weights       (B*h) x C; group (b, c) = rows of block b in column c
+//   Z  logits        n x C, Z = F U
+//   G  dL/dZ         n x C; the gradient of the smooth part is F^T G
+//   beta             regularization weight (weight decay of the non-convex network)
+//   Theta = s G      dual point, s = min(1, beta / max_{b,c} ||(F^T G)_{b,c}||)
+//   eta              step size of the proximal-gradient step
+//   t                FISTA momentum scalar
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "cvxcnn/util/matrix.hpp"
+
+namespace cvxcnn {
+
+// ---- the problem ----------------------------------------------------------------------
+
+enum class Loss {
+    cross_entropy,  ///< L = (1/n) sum_j [logsumexp(z_j) - z_j[y_j]]
+    squared,        ///< L = (1/(2n)) sum_j ||z_j - e_{y_j}||^2 (one-vs-all regression, as scnn)
+};
+[[nodiscard]] std::string_view to_string(Loss loss) noexcept;  ///< "cross-entropy" | "squared"
+/// Inverse of to_string; throws cvxcnn::Error (bad_input) naming --loss otherwise.
+[[nodiscard]] Loss parse_loss(std::string_view text);
+
+/// A view of the data of one group-lasso problem (nothing is copied: the referenced
+/// features and labels must outlive the calls that use it).
+struct GroupLassoProblem {
+    const RowMatrixF& features;            ///< F, n x (B*h), finite
+    int block_width = 0;                   ///< h >= 1, divides the number of columns
+    std::span<const std::int32_t> labels;  ///< n labels in [0, classes)
+    int classes = 0;                       ///< C >= 1
+    Loss loss = Loss::cross_entropy;
+
+    [[nodiscard]] Eigen::Index samples() const noexcept { return features.rows(); }         ///< n
+    [[nodiscard]] Eigen::Index columns() const noexcept { return features.cols(); }         ///< B*h
+    [[nodiscard]] Eigen::Index blocks() const noexcept { return features.cols() / block_width; }  ///< B
+    /// Throws cvxcnn::Error (bad_input) for inconsistent sizes, labels out of range or a
+    /// non-finite feature (one full pass over F, TBB-parallel).
+    void validate() const;
+};
+
+// ---- settings -------------------------------------------------------------------------
+
+/// What the solver reports at every certificate check (every check_every iterations).
+struct SolverProgress {
+    int iteration = 0;       ///< FISTA steps done
+    double primal = 0.0;     ///< P(U) at the current iterate
+    double dual = 0.0;       ///< D(Theta) of its scaled dual point
+    double gap = 0.0;        ///< primal - dual >= 0
+    double rel_gap = 0.0;    ///< gap / primal
+    int active_groups = 0;   ///< groups (b, c) with a nonzero weight vector
+    double seconds = 0.0;    ///< since the solve started
+    const RowMatrixF* weights = nullptr;  ///< the current U, valid during the callback only
+};
+
+struct SolverSettings {
+    // ---- objective
+    double beta = 0.0;             ///< regularization weight, > 0 (--beta)
+    // ---- termination
+    int max_iters = 1000;          ///< FISTA steps, >= 1 (--max-iters)
+    double rel_gap_tol = 1e-4;     ///< stop when gap / primal <= this at a check, >= 0 (--tol)
+    double time_limit_s = 0.0;     ///< wall-clock seconds, 0 = none (--time-limit)
+    int check_every = 10;          ///< iterations between duality-gap checks (each costs one F^T G), >= 1
+    // ---- R-FISTA knobs (SOLVERS.md 5.3)
+    double initial_step = 1.0;     ///< first eta tried, > 0
+    double backtrack = 0.5;        ///< eta shrink factor when the sufficient-decrease test fails, in (0, 1)
+    double growth = 1.25;          ///< eta growth when the quadratic model was 5x pessimistic, >= 1 (1 = off)
+    bool restart = true;           ///< gradient-mapping restart of the momentum (O'Donoghue & Candes)
+    // ---- monitoring
+    /// Called at every check (progress display, validation accuracy, Ctrl-C); returning
+    /// false stops the solve with status `stopped`. Empty = never stop.
+    std::function<bool(const SolverProgress&)> on_check;
+
+    /// Throws cvxcnn::Error (bad_input) listing every invalid field by its option name,
+    /// e.g. "--beta -1: must be positive".
+    void validate() const;
+};
+
+// ---- result ---------------------------------------------------------------------------
+
+/// Solver outcomes are statuses, not exceptions (STYLE.md 2.3).
+enum class SolverStatus {
+    solved,              ///< relative duality gap <= rel_gap_tol
+    max_iters_reached,
+    time_limit_reached,
+    stopped,             ///< on_check returned false
+    diverged,            ///< non-finite or exploding objective; weights = last finite iterate
+};
+[[nodiscard]] std::string_view to_string(SolverStatus status) noexcept;  ///< e.g. "max-iters-reached"
+
+/// One certificate check (SolverProgress without the weights).
+struct SolverTraceRow {
+    int iteration = 0;
+    double primal = 0.0;
+    double dual = 0.0;
+    double gap = 0.0;
+    double rel_gap = 0.0;
+    int active_groups = 0;
+    double seconds = 0.0;
+    double step = 0.0;  ///< eta at the check
+};
+
+struct SolveInfo {
+    SolverStatus status = SolverStatus::max_iters_reached;
+    int iterations = 0;       ///< FISTA steps taken
+    double primal = 0.0;      ///< P of the returned weights
+    double dual = 0.0;        ///< its dual certificate value
+    double gap = 0.0;         ///< primal - dual (>= 0)
+    double rel_gap = 0.0;     ///< gap / primal
+    double beta = 0.0;
+    int active_groups = 0;    ///< nonzero groups (b, c) of the returned weights
+    int groups = 0;           ///< B * C
+    double seconds = 0.0;     ///< wall clock of the whole solve
+    int restarts = 0;         ///< momentum restarts
+    int backtracks = 0;       ///< rejected steps (each cost one F U product)
+    double step = 0.0;        ///< final eta (a good initial_step for a warm-started neighbour)
+    std::vector<SolverTraceRow> trace;  ///< one row per check, the last for the returned weights
+};
+
+/// The duality-gap certificate of a point (SOLVERS.md 5.11).
+struct Certificate {
+    double primal = 0.0;   ///< P(U)
+    double dual = 0.0;     ///< D(Theta) <= optimal value
+    double gap = 0.0;      ///< primal - dual, >= 0 up to rounding
+    double rel_gap = 0.0;  ///< gap / primal
+};
+
+// ---- the functions ---------------------------------------------------------------------
+
+/// Minimizes P(U) starting from `weights` ((B*h) x C: the warm start, zeros for a cold
+/// start) and leaves the last iterate there (the certified one in SolveInfo).
+/// Cost per iteration: one F^T G, one F U per step tried, plus one F^T G per check; both
+/// products are TBB-parallel over fixed blocks, so the weights are bitwise the same for
+/// any thread count. Throws cvxcnn::Error (bad_input) for invalid settings, problem or
+/// warm start; (internal) for a negative duality gap beyond rounding.
+SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettings& settings, RowMatrixF& weights);
+
+/// max_{b,c} ||(F^T G0)_{b,c}|| with G0 = dL/dZ at U = 0: for beta >= beta_max, U = 0 is
+/// optimal (the start of a regularization path).
+[[nodiscard]] double beta_max(const GroupLassoProblem& problem);
+
+/// P, the dual value of the scaled gradient and their gap at any weights (one F U and one
+/// F^T G). Throws as solve_group_lasso.
+[[nodiscard]] Certificate certificate(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights);
+
+/// Max over groups of the norm of the minimum-norm subgradient of P, divided by beta:
+/// ||grad_g + beta u_g/||u_g|| || for u_g != 0, max(0, ||grad_g|| - beta) for u_g = 0.
+/// Zero exactly at a minimizer.
+[[nodiscard]] double kkt_residual(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights);
+
+/// Groups (b, c) of `weights` with a nonzero entry.
+[[nodiscard]] int active_groups(const RowMatrixF& weights, int block_width);
+
+// JSON (nlohmann): settings (without on_check) round trip, for the model file and --json.
+void to_json(nlohmann::json& json, const SolverSettings& settings);
+void from_json(const nlohmann::json& json, SolverSettings& settings);
+void to_json(nlohmann::json& json, const SolveInfo& info);
+
+}  // namespace cvxcnn

@@ -1,0 +1,639 @@
+#include "cvxcnn/solvers/group_lasso.hpp"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+#include <oneapi/tbb/parallel_for.h>
+
+#include "cvxcnn/util/error.hpp"
+
+namespace cvxcnn {
+
+namespace {
+
+using Index = Eigen::Index;
+using RowMatrixFMap = Eigen::Map<const RowMatrixF, 0, Eigen::OuterStride<>>;
+
+// Fixed partitions: every task's result depends only on its block, never on which thread
+// runs it or how many there are, so the iterates are bitwise reproducible.
+constexpr Index rows_per_task = 256;      // rows of F (and Z, G) per task of F U and of the loss
+constexpr Index columns_per_task = 256;   // columns of F (rows of F^T G) per task of F^T G
+constexpr Index rows_per_partial = 2048;  // F^T G: float partial products summed in double
+
+// Prox steps tried per iteration before the last one is taken as is (scnn: 50 at 0.8).
+constexpr int max_backtracks = 60;
+// The divergence guard of scnn: the objective exceeding this multiple of the initial one.
+constexpr double divergence_factor = 1e3;
+
+std::string format_number(double value) {
+    std::ostringstream out;
+    out << value;
+    return out.str();
+}
+
+Index task_count(Index size, Index per_task) { return (size + per_task - 1) / per_task; }
+
+/// K sums over the rows of an n-row array, each row block summed in double by one task and
+/// the blocks added in order: the same bits for any thread count.
+template <std::size_t K, typename Kernel>
+std::array<double, K> sum_over_rows(Index n, Kernel&& kernel) {
+    const Index tasks = task_count(n, rows_per_task);
+    std::vector<std::array<double, K>> partial(static_cast<std::size_t>(tasks));
+    oneapi::tbb::parallel_for(Index{0}, tasks, [&](Index task) {
+        const Index begin = task * rows_per_task;
+        partial[static_cast<std::size_t>(task)] = kernel(begin, std::min(n, begin + rows_per_task));
+    });
+    std::array<double, K> total{};
+    for (const auto& p : partial)
+        for (std::size_t k = 0; k < K; ++k) total[k] += p[k];
+    return total;
+}
+
+double squared_distance(const RowMatrixF& a, const RowMatrixF& b) {
+    double sum = 0.0;
+    for (Index i = 0; i < a.size(); ++i) {
+        const double d = static_cast<double>(a.data()[i]) - b.data()[i];
+        sum += d * d;
+    }
+    return sum;
+}
+
+/// Norms of the groups: entry (b, c) = ||U[b*h:(b+1)*h, c]||, in double.
+Eigen::MatrixXd group_norms(const RowMatrixF& weights, int h) {
+    const Index blocks = weights.rows() / h;
+    Eigen::MatrixXd norms(blocks, weights.cols());
+    for (Index b = 0; b < blocks; ++b)
+        for (Index c = 0; c < weights.cols(); ++c) {
+            double sum = 0.0;
+            for (Index i = b * h; i < (b + 1) * h; ++i) sum += static_cast<double>(weights(i, c)) * weights(i, c);
+            norms(b, c) = std::sqrt(sum);
+        }
+    return norms;
+}
+
+/// The numerical core of one problem: the two products and the row-separable loss terms.
+class Evaluator {
+public:
+    explicit Evaluator(const GroupLassoProblem& problem)
+        : f_(problem.features), labels_(problem.labels), loss_(problem.loss), h_(problem.block_width),
+          n_(problem.samples()), columns_(problem.columns()), classes_(problem.classes) {}
+
+    [[nodiscard]] Index samples() const noexcept { return n_; }
+    [[nodiscard]] Index columns() const noexcept { return columns_; }
+    [[nodiscard]] int classes() const noexcept { return classes_; }
+    [[nodiscard]] int block_width() const noexcept { return h_; }
+
+    /// Z = F U (n x C): one task per block of rows of F, each a GEMM into its own rows.
+    void forward(const RowMatrixF& u, RowMatrixF& z) const {
+        z.resize(n_, classes_);
+        const Index tasks = task_count(n_, rows_per_task);
+        oneapi::tbb::parallel_for(Index{0}, tasks, [&](Index task) {
+            const Index begin = task * rows_per_task;
+            const Index rows = std::min(n_, begin + rows_per_task) - begin;
+            z.middleRows(begin, rows).noalias() = f_.middleRows(begin, rows) * u;
+        });
+    }
+
+    /// grad = F^T G ((B*h) x C): one task per block of columns of F (its rows of the
+    /// gradient); along the n rows, float GEMMs of rows_per_partial rows summed in double.
+    void backward(const RowMatrixF& g, RowMatrixF& grad) const {
+        grad.resize(columns_, classes_);
+        const Index tasks = task_count(columns_, columns_per_task);
+        oneapi::tbb::parallel_for(Index{0}, tasks, [&](Index task) {
+            const Index begin = task * columns_per_task;
+            const Index width = std::min(columns_, begin + columns_per_task) - begin;
+            RowMatrixD sum = RowMatrixD::Zero(width, classes_);
+            RowMatrixF partial(width, classes_);
+            for (Index row = 0; row < n_; row += rows_per_partial) {
+                const Index rows = std::min(n_, row + rows_per_partial) - row;
+                const RowMatrixFMap block(f_.data() + row * columns_ + begin, rows, width,
+                                          Eigen::OuterStride<>(columns_));
+                partial.noalias() = block.transpose() * g.middleRows(row, rows);
+                sum += partial.cast<double>();
+            }
+            grad.middleRows(begin, width) = sum.cast<float>();
+        });
+    }
+
+    /// L(Z), and G = dL/dZ when g is given.
+    double loss(const RowMatrixF& z, RowMatrixF* g) const {
+        if (g) g->resize(n_, classes_);
+        const double inv_n = 1.0 / static_cast<double>(n_);
+        const auto total = sum_over_rows<1>(n_, [&](Index begin, Index end) {
+            std::vector<double> p(static_cast<std::size_t>(classes_));
+            double sum = 0.0;
+            for (Index j = begin; j < end; ++j) {
+                const int y = labels_[static_cast<std::size_t>(j)];
+                if (loss_ == Loss::cross_entropy) {
+                    const double lse = softmax_row(z, j, p);
+                    sum += lse - z(j, y);
+                    if (g)
+                        for (int c = 0; c < classes_; ++c)
+                            (*g)(j, c) = static_cast<float>((p[c] - (c == y ? 1.0 : 0.0)) * inv_n);
+                } else {
+                    for (int c = 0; c < classes_; ++c) {
+                        const double r = static_cast<double>(z(j, c)) - (c == y ? 1.0 : 0.0);
+                        sum += 0.5 * r * r;
+                        if (g) (*g)(j, c) = static_cast<float>(r * inv_n);
+                    }
+                }
+            }
+            return std::array<double, 1>{sum};
+        });
+        return total[0] * inv_n;
+    }
+
+    /// {L(Zp) - L(Zv) - <dL/dZ(Zv), Zp - Zv>, L(Zp)}: the sufficient-decrease quantity
+    /// f(w+) - f(v) - <grad f(v), w+ - v> evaluated as a Bregman divergence in Z-space, a
+    /// sum of nonnegative row terms. Its rounding error is second order in Zp - Zv, where
+    /// the difference of two float objectives would be first order and would stall the
+    /// step size near the optimum.
+    std::pair<double, double> bregman(const RowMatrixF& zp, const RowMatrixF& zv) const {
+        const double inv_n = 1.0 / static_cast<double>(n_);
+        const auto total = sum_over_rows<2>(n_, [&](Index begin, Index end) {
+            std::vector<double> pv(static_cast<std::size_t>(classes_)), pp(static_cast<std::size_t>(classes_));
+            double divergence = 0.0, loss = 0.0;
+            for (Index j = begin; j < end; ++j) {
+                const int y = labels_[static_cast<std::size_t>(j)];
+                if (loss_ == Loss::cross_entropy) {
+                    const double lse_v = softmax_row(zv, j, pv);
+                    const double lse_p = softmax_row(zp, j, pp);
+                    double linear = 0.0;
+                    for (int c = 0; c < classes_; ++c)
+                        linear += pv[c] * (static_cast<double>(zp(j, c)) - zv(j, c));
+                    divergence += (lse_p - lse_v) - linear;
+                    loss += lse_p - zp(j, y);
+                } else {
+                    for (int c = 0; c < classes_; ++c) {
+                        const double d = static_cast<double>(zp(j, c)) - zv(j, c);
+                        const double r = static_cast<double>(zp(j, c)) - (c == y ? 1.0 : 0.0);
+                        divergence += 0.5 * d * d;
+                        loss += 0.5 * r * r;
+                    }
+                }
+            }
+            return std::array<double, 2>{divergence, loss};
+        });
+        return {total[0] * inv_n, total[1] * inv_n};
+    }
+
+    /// D = -L*(s G(Z)) (SOLVERS.md 5.11), in double.
+    ///   cross-entropy: (1/n) sum_j H(q_j), q_j = s softmax(z_j) + (1 - s) e_{y_j}
+    ///   squared:       -<Theta, Y> - (n/2) ||Theta||^2, Theta = s (Z - Y) / n
+    double dual(const RowMatrixF& z, double s) const {
+        const double n = static_cast<double>(n_);
+        const auto total = sum_over_rows<1>(n_, [&](Index begin, Index end) {
+            std::vector<double> p(static_cast<std::size_t>(classes_));
+            double sum = 0.0;
+            for (Index j = begin; j < end; ++j) {
+                const int y = labels_[static_cast<std::size_t>(j)];
+                if (loss_ == Loss::cross_entropy) {
+                    softmax_row(z, j, p);
+                    for (int c = 0; c < classes_; ++c) {
+                        const double q = s * p[c] + (c == y ? 1.0 - s : 0.0);
+                        if (q > 0.0) sum -= q * std::log(q);
+                    }
+                } else {
+                    for (int c = 0; c < classes_; ++c) {
+                        const double theta = s * (static_cast<double>(z(j, c)) - (c == y ? 1.0 : 0.0)) / n;
+                        sum -= (c == y ? theta : 0.0) + 0.5 * n * theta * theta;
+                    }
+                }
+            }
+            return std::array<double, 1>{sum};
+        });
+        return loss_ == Loss::cross_entropy ? total[0] / n : total[0];
+    }
+
+private:
+    /// p = softmax(z_j) in double; returns logsumexp(z_j).
+    double softmax_row(const RowMatrixF& z, Index j, std::vector<double>& p) const {
+        double top = -std::numeric_limits<double>::infinity();
+        for (int c = 0; c < classes_; ++c) top = std::max(top, static_cast<double>(z(j, c)));
+        double sum = 0.0;
+        for (int c = 0; c < classes_; ++c) {
+            p[c] = std::exp(static_cast<double>(z(j, c)) - top);
+            sum += p[c];
+        }
+        for (int c = 0; c < classes_; ++c) p[c] /= sum;
+        return top + std::log(sum);
+    }
+
+    const RowMatrixF& f_;
+    std::span<const std::int32_t> labels_;
+    Loss loss_;
+    int h_;
+    Index n_;
+    Index columns_;
+    int classes_;
+};
+
+/// The certificate of weights u whose logits z and gradient pieces (g = dL/dZ, grad = F^T g)
+/// are known.
+Certificate certify(const Evaluator& eval, double beta, const RowMatrixF& u, const RowMatrixF& z,
+                    double loss_value, const RowMatrixF& grad) {
+    const int h = eval.block_width();
+    const double regularizer = beta * group_norms(u, h).sum();
+    const double grad_max = group_norms(grad, h).maxCoeff();
+    const double s = grad_max > beta ? beta / grad_max : 1.0;
+    Certificate cert;
+    cert.primal = loss_value + regularizer;
+    cert.dual = eval.dual(z, s);
+    cert.gap = cert.primal - cert.dual;
+    cert.rel_gap = cert.gap / std::max(cert.primal, std::numeric_limits<double>::min());
+    // Weak duality: a clearly negative gap means a wrong dual or gradient, not rounding.
+    if (std::isfinite(cert.gap) && cert.gap < -1e-6 * std::max(1.0, std::abs(cert.primal)))
+        throw Error(ErrorKind::internal, "group lasso: negative duality gap " + format_number(cert.gap) +
+                                             " (primal " + format_number(cert.primal) + ", dual " +
+                                             format_number(cert.dual) + ")");
+    return cert;
+}
+
+/// u = prox_{eta beta R}(v - eta grad): each group scaled by max(0, 1 - eta beta / ||group||).
+void prox_step(const RowMatrixF& v, const RowMatrixF& grad, double eta, double beta, int h, RowMatrixF& u) {
+    u.resize(v.rows(), v.cols());
+    const Index blocks = v.rows() / h;
+    std::vector<double> x(static_cast<std::size_t>(h));
+    for (Index b = 0; b < blocks; ++b)
+        for (Index c = 0; c < v.cols(); ++c) {
+            double sum = 0.0;
+            for (int i = 0; i < h; ++i) {
+                const Index row = b * h + i;
+                x[i] = static_cast<double>(v(row, c)) - eta * static_cast<double>(grad(row, c));
+                sum += x[i] * x[i];
+            }
+            const double norm = std::sqrt(sum);
+            const double scale = norm > eta * beta ? 1.0 - eta * beta / norm : 0.0;
+            for (int i = 0; i < h; ++i) u(b * h + i, c) = static_cast<float>(scale * x[i]);
+        }
+}
+
+void check_weights(const GroupLassoProblem& problem, const RowMatrixF& weights) {
+    if (weights.rows() != problem.columns() || weights.cols() != problem.classes)
+        throw Error(ErrorKind::bad_input, "group lasso: weights are " + std::to_string(weights.rows()) + " x " +
+                                              std::to_string(weights.cols()) + ", expected " +
+                                              std::to_string(problem.columns()) + " x " +
+                                              std::to_string(problem.classes) + " (features columns x classes)");
+    if (!weights.allFinite()) throw Error(ErrorKind::bad_input, "group lasso: the warm-start weights are not finite");
+}
+
+void check_beta(double beta) {
+    if (!(beta > 0.0) || !std::isfinite(beta))
+        throw Error(ErrorKind::bad_input, "--beta " + format_number(beta) + ": must be positive and finite");
+}
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+// ---- names ----------------------------------------------------------------------------
+
+std::string_view to_string(Loss loss) noexcept {
+    switch (loss) {
+        case Loss::cross_entropy: return "cross-entropy";
+        case Loss::squared: return "squared";
+    }
+    return "unknown";
+}
+
+Loss parse_loss(std::string_view text) {
+    if (text == "cross-entropy") return Loss::cross_entropy;
+    if (text == "squared") return Loss::squared;
+    throw Error(ErrorKind::bad_input, "--loss " + std::string(text) + ": must be cross-entropy or squared");
+}
+
+std::string_view to_string(SolverStatus status) noexcept {
+    switch (status) {
+        case SolverStatus::solved: return "solved";
+        case SolverStatus::max_iters_reached: return "max-iters-reached";
+        case SolverStatus::time_limit_reached: return "time-limit-reached";
+        case SolverStatus::stopped: return "stopped";
+        case SolverStatus::diverged: return "diverged";
+    }
+    return "unknown";
+}
+
+// ---- validation -----------------------------------------------------------------------
+
+void SolverSettings::validate() const {
+    std::vector<std::string> defects;
+    if (!(beta > 0.0) || !std::isfinite(beta)) defects.push_back("--beta " + format_number(beta) + ": must be positive");
+    if (max_iters < 1) defects.push_back("--max-iters " + std::to_string(max_iters) + ": must be at least 1");
+    if (!(rel_gap_tol >= 0.0) || !std::isfinite(rel_gap_tol))
+        defects.push_back("--tol " + format_number(rel_gap_tol) + ": must be a finite number >= 0");
+    if (!(time_limit_s >= 0.0) || !std::isfinite(time_limit_s))
+        defects.push_back("--time-limit " + format_number(time_limit_s) + ": must be >= 0 seconds (0 = none)");
+    if (check_every < 1) defects.push_back("--check-every " + std::to_string(check_every) + ": must be at least 1");
+    if (!(initial_step > 0.0) || !std::isfinite(initial_step))
+        defects.push_back("--initial-step " + format_number(initial_step) + ": must be positive");
+    if (!(backtrack > 0.0 && backtrack < 1.0))
+        defects.push_back("--backtrack " + format_number(backtrack) + ": must be in (0, 1)");
+    if (!(growth >= 1.0) || !std::isfinite(growth))
+        defects.push_back("--growth " + format_number(growth) + ": must be >= 1");
+    if (defects.empty()) return;
+    std::string message = defects.front();
+    for (std::size_t i = 1; i < defects.size(); ++i) message += "; " + defects[i];
+    throw Error(ErrorKind::bad_input, message);
+}
+
+void GroupLassoProblem::validate() const {
+    const auto fail = [](const std::string& defect) { throw Error(ErrorKind::bad_input, "group lasso: " + defect); };
+    if (features.rows() < 1 || features.cols() < 1)
+        fail("the feature matrix is empty (" + std::to_string(features.rows()) + " x " +
+             std::to_string(features.cols()) + ")");
+    if (block_width < 1) fail("block width " + std::to_string(block_width) + " must be at least 1");
+    if (features.cols() % block_width != 0)
+        fail(std::to_string(features.cols()) + " feature columns are not a multiple of the block width " +
+             std::to_string(block_width));
+    if (classes < 1) fail("classes " + std::to_string(classes) + " must be at least 1");
+    if (labels.size() != static_cast<std::size_t>(features.rows()))
+        fail(std::to_string(labels.size()) + " labels for " + std::to_string(features.rows()) + " feature rows");
+    for (std::size_t j = 0; j < labels.size(); ++j)
+        if (labels[j] < 0 || labels[j] >= classes)
+            fail("label " + std::to_string(labels[j]) + " of sample " + std::to_string(j) + " is outside [0, " +
+                 std::to_string(classes) + ")");
+    const Index n = features.rows();
+    const Index tasks = task_count(n, rows_per_task);
+    std::vector<char> finite(static_cast<std::size_t>(tasks), 1);
+    oneapi::tbb::parallel_for(Index{0}, tasks, [&](Index task) {
+        const Index begin = task * rows_per_task;
+        finite[static_cast<std::size_t>(task)] =
+            features.middleRows(begin, std::min(n, begin + rows_per_task) - begin).allFinite() ? 1 : 0;
+    });
+    for (Index task = 0; task < tasks; ++task)
+        if (!finite[static_cast<std::size_t>(task)]) {
+            const Index begin = task * rows_per_task;
+            for (Index j = begin; j < std::min(n, begin + rows_per_task); ++j)
+                if (!features.row(j).allFinite()) fail("feature row " + std::to_string(j) + " is not finite");
+        }
+}
+
+// ---- evaluation -----------------------------------------------------------------------
+
+int active_groups(const RowMatrixF& weights, int block_width) {
+    if (block_width < 1 || weights.rows() % block_width != 0)
+        throw Error(ErrorKind::bad_input, "group lasso: " + std::to_string(weights.rows()) +
+                                              " weight rows are not a multiple of the block width " +
+                                              std::to_string(block_width));
+    int count = 0;
+    for (Index b = 0; b < weights.rows() / block_width; ++b)
+        for (Index c = 0; c < weights.cols(); ++c)
+            if ((weights.block(b * block_width, c, block_width, 1).array() != 0.0f).any()) ++count;
+    return count;
+}
+
+double beta_max(const GroupLassoProblem& problem) {
+    problem.validate();
+    const Evaluator eval(problem);
+    const RowMatrixF u = RowMatrixF::Zero(problem.columns(), problem.classes);
+    RowMatrixF z, g, grad;
+    eval.forward(u, z);
+    (void)eval.loss(z, &g);
+    eval.backward(g, grad);
+    return group_norms(grad, problem.block_width).maxCoeff();
+}
+
+Certificate certificate(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights) {
+    problem.validate();
+    check_beta(beta);
+    check_weights(problem, weights);
+    const Evaluator eval(problem);
+    RowMatrixF z, g, grad;
+    eval.forward(weights, z);
+    const double loss_value = eval.loss(z, &g);
+    eval.backward(g, grad);
+    return certify(eval, beta, weights, z, loss_value, grad);
+}
+
+double kkt_residual(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights) {
+    problem.validate();
+    check_beta(beta);
+    check_weights(problem, weights);
+    const Evaluator eval(problem);
+    RowMatrixF z, g, grad;
+    eval.forward(weights, z);
+    (void)eval.loss(z, &g);
+    eval.backward(g, grad);
+    const int h = problem.block_width;
+    double worst = 0.0;
+    for (Index b = 0; b < problem.blocks(); ++b)
+        for (Index c = 0; c < problem.classes; ++c) {
+            double u_sq = 0.0, g_sq = 0.0;
+            for (Index i = b * h; i < (b + 1) * h; ++i) {
+                u_sq += static_cast<double>(weights(i, c)) * weights(i, c);
+                g_sq += static_cast<double>(grad(i, c)) * grad(i, c);
+            }
+            double residual;
+            if (u_sq > 0.0) {
+                const double u_norm = std::sqrt(u_sq);
+                double sum = 0.0;
+                for (Index i = b * h; i < (b + 1) * h; ++i) {
+                    const double r = static_cast<double>(grad(i, c)) + beta * weights(i, c) / u_norm;
+                    sum += r * r;
+                }
+                residual = std::sqrt(sum);
+            } else {
+                residual = std::max(0.0, std::sqrt(g_sq) - beta);
+            }
+            worst = std::max(worst, residual);
+        }
+    return worst / beta;
+}
+
+// ---- R-FISTA ----------------------------------------------------------------------------
+
+SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettings& settings, RowMatrixF& weights) {
+    settings.validate();
+    problem.validate();
+    check_weights(problem, weights);
+    const auto start = Clock::now();
+    const Evaluator eval(problem);
+    const double beta = settings.beta;
+    const int h = problem.block_width;
+
+    SolveInfo info;
+    info.beta = beta;
+    info.groups = static_cast<int>(problem.blocks() * problem.classes);
+
+    // w: iterate, v: extrapolation point, wp: candidate; Z* = F * (cached so that every
+    // point's logits are computed once: Z at v is the same combination of the Z at w).
+    RowMatrixF& w = weights;
+    RowMatrixF v = w, wp, zw, zv, zp, gv, grad_v, gw, grad_w;
+    eval.forward(w, zw);
+    zv = zw;
+    double t = 1.0;
+    double eta = settings.initial_step;
+    double initial_objective = 0.0;
+    bool v_is_w = true;         // after a restart: the check's gradient at w is the step's at v
+
+    for (int k = 0;; ++k) {
+        const bool time_up = settings.time_limit_s > 0.0 && seconds_since(start) >= settings.time_limit_s;
+        const bool last = k >= settings.max_iters || time_up;
+        if (k % settings.check_every == 0 || last) {
+            const double loss_w = eval.loss(zw, &gw);
+            eval.backward(gw, grad_w);
+            const Certificate cert = certify(eval, beta, w, zw, loss_w, grad_w);
+            if (k == 0) initial_objective = cert.primal;
+            SolverProgress progress{k, cert.primal, cert.dual, cert.gap, cert.rel_gap, active_groups(w, h),
+                                    seconds_since(start), &w};
+            info.trace.push_back({progress.iteration, progress.primal, progress.dual, progress.gap,
+                                  progress.rel_gap, progress.active_groups, progress.seconds, eta});
+            const bool keep_going = !settings.on_check || settings.on_check(progress);
+            if (cert.rel_gap <= settings.rel_gap_tol) info.status = SolverStatus::solved;
+            else if (!keep_going) info.status = SolverStatus::stopped;
+            else if (k >= settings.max_iters) info.status = SolverStatus::max_iters_reached;
+            else if (time_up) info.status = SolverStatus::time_limit_reached;
+            if (cert.rel_gap <= settings.rel_gap_tol || !keep_going || last) break;
+            if (v_is_w) std::swap(grad_v, grad_w);
+        }
+
+        // Gradient at the extrapolation point, unless the check just computed it.
+        if (!(v_is_w && k % settings.check_every == 0)) {
+            (void)eval.loss(zv, &gv);
+            eval.backward(gv, grad_v);
+        }
+
+        // Backtracking through the prox (SOLVERS.md 5.3 step 2), tested in Z-space.
+        double divergence = 0.0, loss_p = 0.0, step_sq = 0.0;
+        bool accepted = false;
+        for (int attempt = 0; attempt < max_backtracks; ++attempt) {
+            prox_step(v, grad_v, eta, beta, h, wp);
+            eval.forward(wp, zp);
+            std::tie(divergence, loss_p) = eval.bregman(zp, zv);
+            step_sq = squared_distance(wp, v);
+            if (std::isfinite(divergence) && std::isfinite(loss_p) &&
+                divergence <= step_sq / (2.0 * eta) + 1e-12 * std::abs(loss_p)) {
+                accepted = true;
+                break;
+            }
+            eta *= settings.backtrack;
+            ++info.backtracks;
+        }
+        // After max_backtracks the last (tiny) step is taken as is, as scnn's fallback step.
+        const double objective_p = loss_p + beta * group_norms(wp, h).sum();
+        if (!std::isfinite(objective_p) || objective_p > divergence_factor * initial_objective) {
+            info.status = SolverStatus::diverged;
+            break;
+        }
+        ++info.iterations;
+
+        // Lassplore growth: the quadratic model was 5x too pessimistic (step 5).
+        if (accepted && step_sq > 5.0 * 2.0 * eta * divergence) eta *= settings.growth;
+
+        // Momentum with the gradient-mapping restart (steps 3 and 4).
+        double restart_test = 0.0;
+        if (settings.restart)
+            for (Index i = 0; i < wp.size(); ++i)
+                restart_test += (static_cast<double>(wp.data()[i]) - w.data()[i]) *
+                                (static_cast<double>(v.data()[i]) - wp.data()[i]);
+        if (settings.restart && restart_test > 0.0) {
+            t = 1.0;
+            v = wp;
+            zv = zp;
+            v_is_w = true;
+            ++info.restarts;
+        } else {
+            const double t_next = 0.5 * (1.0 + std::sqrt(1.0 + 4.0 * t * t));
+            const float momentum = static_cast<float>((t - 1.0) / t_next);
+            v = wp + momentum * (wp - w);
+            zv = zp + momentum * (zp - zw);
+            t = t_next;
+            v_is_w = false;
+        }
+        std::swap(w, wp);
+        std::swap(zw, zp);
+    }
+
+    if (info.status == SolverStatus::diverged) {
+        // w is the last finite iterate; certify it.
+        const double loss_w = eval.loss(zw, &gw);
+        eval.backward(gw, grad_w);
+        const Certificate cert = certify(eval, beta, w, zw, loss_w, grad_w);
+        info.trace.push_back({info.iterations, cert.primal, cert.dual, cert.gap, cert.rel_gap, active_groups(w, h),
+                              seconds_since(start), eta});
+    }
+    const SolverTraceRow& final_row = info.trace.back();
+    info.primal = final_row.primal;
+    info.dual = final_row.dual;
+    info.gap = final_row.gap;
+    info.rel_gap = final_row.rel_gap;
+    info.active_groups = final_row.active_groups;
+    info.step = eta;
+    info.seconds = seconds_since(start);
+    return info;
+}
+
+// ---- JSON -------------------------------------------------------------------------------
+
+void to_json(nlohmann::json& json, const SolverSettings& settings) {
+    json = {{"beta", settings.beta},
+            {"max_iters", settings.max_iters},
+            {"rel_gap_tol", settings.rel_gap_tol},
+            {"time_limit_s", settings.time_limit_s},
+            {"check_every", settings.check_every},
+            {"initial_step", settings.initial_step},
+            {"backtrack", settings.backtrack},
+            {"growth", settings.growth},
+            {"restart", settings.restart}};
+}
+
+void from_json(const nlohmann::json& json, SolverSettings& settings) {
+    try {
+        if (!json.is_object()) throw Error(ErrorKind::bad_input, "solver settings: expected a JSON object");
+        const auto read = [&](const char* key, auto& field) {
+            if (json.contains(key)) json.at(key).get_to(field);
+        };
+        read("beta", settings.beta);
+        read("max_iters", settings.max_iters);
+        read("rel_gap_tol", settings.rel_gap_tol);
+        read("time_limit_s", settings.time_limit_s);
+        read("check_every", settings.check_every);
+        read("initial_step", settings.initial_step);
+        read("backtrack", settings.backtrack);
+        read("growth", settings.growth);
+        read("restart", settings.restart);
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(ErrorKind::bad_input, std::string("solver settings: ") + e.what());
+    }
+}
+
+void to_json(nlohmann::json& json, const SolveInfo& info) {
+    nlohmann::json trace = nlohmann::json::array();
+    for (const SolverTraceRow& row : info.trace)
+        trace.push_back({{"iteration", row.iteration},
+                         {"primal", row.primal},
+                         {"dual", row.dual},
+                         {"gap", row.gap},
+                         {"rel_gap", row.rel_gap},
+                         {"active_groups", row.active_groups},
+                         {"seconds", row.seconds},
+                         {"step", row.step}});
+    json = {{"status", std::string(to_string(info.status))},
+            {"iterations", info.iterations},
+            {"primal", info.primal},
+            {"dual", info.dual},
+            {"gap", info.gap},
+            {"rel_gap", info.rel_gap},
+            {"beta", info.beta},
+            {"active_groups", info.active_groups},
+            {"groups", info.groups},
+            {"seconds", info.seconds},
+            {"restarts", info.restarts},
+            {"backtracks", info.backtracks},
+            {"step", info.step},
+            {"trace", std::move(trace)}};
+}
+
+}  // namespace cvxcnn

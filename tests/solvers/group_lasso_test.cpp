@@ -1,0 +1,495 @@
+#include "cvxcnn/solvers/group_lasso.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <oneapi/tbb/global_control.h>
+#include <Eigen/SVD>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cvxcnn/util/error.hpp"
+
+using namespace cvxcnn;
+
+namespace {
+
+using Index = Eigen::Index;
+
+/// Random features and labels from a planted group-sparse model, so that the data carry a
+/// signal (half the blocks matter) and the optimum is neither trivial nor dense.
+struct Data {
+    RowMatrixF features;
+    std::vector<std::int32_t> labels;
+    int block_width = 0;
+    int classes = 0;
+
+    [[nodiscard]] GroupLassoProblem problem(Loss loss) const { return {features, block_width, labels, classes, loss}; }
+    [[nodiscard]] RowMatrixF zeros() const { return RowMatrixF::Zero(features.cols(), classes); }
+};
+
+Data make_data(int n, int blocks, int h, int classes, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal;
+    Data data;
+    data.block_width = h;
+    data.classes = classes;
+    data.features.resize(n, static_cast<Index>(blocks) * h);
+    for (Index i = 0; i < data.features.size(); ++i) data.features.data()[i] = normal(rng);
+    RowMatrixF planted = RowMatrixF::Zero(data.features.cols(), classes);
+    for (int b = 0; b < blocks; b += 2)
+        for (int i = 0; i < h; ++i)
+            for (int c = 0; c < classes; ++c) planted(b * h + i, c) = normal(rng);
+    const RowMatrixF scores = data.features * planted;
+    data.labels.resize(static_cast<std::size_t>(n));
+    for (int j = 0; j < n; ++j) {
+        Index best = 0;
+        (scores.row(j) + 0.5f * RowMatrixF::NullaryExpr(1, classes, [&] { return normal(rng); })).maxCoeff(&best);
+        data.labels[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(best);
+    }
+    return data;
+}
+
+SolverSettings settings_for(double beta, double tol = 1e-6, int max_iters = 20000) {
+    SolverSettings settings;
+    settings.beta = beta;
+    settings.rel_gap_tol = tol;
+    settings.max_iters = max_iters;
+    return settings;
+}
+
+// ---- an independent double-precision implementation of the objective and its dual ----
+
+using MatrixD = Eigen::MatrixXd;
+
+struct Reference {
+    MatrixD f;
+    MatrixD y;  // one-hot
+    std::vector<std::int32_t> labels;
+    int h = 0;
+    Loss loss = Loss::cross_entropy;
+
+    Reference(const Data& data, Loss loss_kind)
+        : f(data.features.cast<double>()), y(MatrixD::Zero(data.features.rows(), data.classes)),
+          labels(data.labels), h(data.block_width), loss(loss_kind) {
+        for (Index j = 0; j < f.rows(); ++j) y(j, labels[static_cast<std::size_t>(j)]) = 1.0;
+    }
+    [[nodiscard]] double n() const { return static_cast<double>(f.rows()); }
+
+    [[nodiscard]] MatrixD softmax(const MatrixD& z) const {
+        MatrixD s(z.rows(), z.cols());
+        for (Index j = 0; j < z.rows(); ++j) {
+            const Eigen::RowVectorXd e = (z.row(j).array() - z.row(j).maxCoeff()).exp();
+            s.row(j) = e / e.sum();
+        }
+        return s;
+    }
+    [[nodiscard]] double smooth(const MatrixD& u) const {
+        const MatrixD z = f * u;
+        if (loss == Loss::squared) return (z - y).squaredNorm() / (2.0 * n());
+        double sum = 0.0;
+        for (Index j = 0; j < z.rows(); ++j) {
+            const double top = z.row(j).maxCoeff();
+            sum += top + std::log((z.row(j).array() - top).exp().sum()) - z(j, labels[static_cast<std::size_t>(j)]);
+        }
+        return sum / n();
+    }
+    /// dL/dZ.
+    [[nodiscard]] MatrixD residual(const MatrixD& u) const {
+        const MatrixD z = f * u;
+        return (loss == Loss::squared ? MatrixD(z - y) : MatrixD(softmax(z) - y)) / n();
+    }
+    [[nodiscard]] double penalty(const MatrixD& u) const {
+        double sum = 0.0;
+        for (Index b = 0; b < u.rows() / h; ++b)
+            for (Index c = 0; c < u.cols(); ++c) sum += u.block(b * h, c, h, 1).norm();
+        return sum;
+    }
+    [[nodiscard]] double max_group_norm(const MatrixD& g) const {
+        double top = 0.0;
+        for (Index b = 0; b < g.rows() / h; ++b)
+            for (Index c = 0; c < g.cols(); ++c) top = std::max(top, g.block(b * h, c, h, 1).norm());
+        return top;
+    }
+    [[nodiscard]] double primal(const MatrixD& u, double beta) const { return smooth(u) + beta * penalty(u); }
+    /// D = -L*(s G), written from the conjugates directly (not from the solver's formulas).
+    [[nodiscard]] double dual(const MatrixD& u, double beta) const {
+        const MatrixD g = residual(u);
+        const double s = std::min(1.0, beta / max_group_norm(f.transpose() * g));
+        const MatrixD theta = s * g;
+        if (loss == Loss::squared) return -(theta.cwiseProduct(y)).sum() - 0.5 * n() * theta.squaredNorm();
+        // L*(Theta) = (1/n) sum_j sum_c q log q with q = n theta_j + e_{y_j}.
+        const MatrixD q = n() * theta + y;
+        double conj = 0.0;
+        for (Index i = 0; i < q.size(); ++i)
+            if (q.data()[i] > 0.0) conj += q.data()[i] * std::log(q.data()[i]);
+        return -conj / n();
+    }
+    [[nodiscard]] MatrixD prox(const MatrixD& x, double threshold) const {
+        MatrixD out = x;
+        for (Index b = 0; b < x.rows() / h; ++b)
+            for (Index c = 0; c < x.cols(); ++c) {
+                const double norm = x.block(b * h, c, h, 1).norm();
+                out.block(b * h, c, h, 1) *= norm > threshold ? 1.0 - threshold / norm : 0.0;
+            }
+        return out;
+    }
+    /// Plain proximal gradient, fixed step 1/L with L = ||F||_2^2 / n (a bound on the
+    /// curvature of both losses), in double.
+    [[nodiscard]] MatrixD solve(double beta, int iterations) const {
+        const double lipschitz = Eigen::JacobiSVD<MatrixD>(f).singularValues()(0);
+        const double step = n() / (lipschitz * lipschitz);
+        MatrixD u = MatrixD::Zero(f.cols(), y.cols());
+        for (int k = 0; k < iterations; ++k) u = prox(u - step * (f.transpose() * residual(u)), step * beta);
+        return u;
+    }
+};
+
+int count_active(const RowMatrixF& u, int h) {
+    int count = 0;
+    for (Index b = 0; b < u.rows() / h; ++b)
+        for (Index c = 0; c < u.cols(); ++c) count += u.block(b * h, c, h, 1).norm() > 0.0f ? 1 : 0;
+    return count;
+}
+
+const Loss losses[] = {Loss::cross_entropy, Loss::squared};
+
+}  // namespace
+
+// (1) The returned point is certified: gap <= tol * P, KKT residual small, both losses,
+// betas from 0.01 to 0.9 beta_max.
+TEST(GroupLassoSolver, SolutionsAreCertifiedByGapAndKkt) {
+    const Data data = make_data(60, 8, 3, 3, 11);
+    for (Loss loss : losses) {
+        const GroupLassoProblem problem = data.problem(loss);
+        const double top = beta_max(problem);
+        for (double ratio : {0.01, 0.05, 0.2, 0.5, 0.9}) {
+            SCOPED_TRACE(std::string(to_string(loss)) + " beta/beta_max " + std::to_string(ratio));
+            RowMatrixF u = data.zeros();
+            const SolveInfo info = solve_group_lasso(problem, settings_for(ratio * top), u);
+            EXPECT_EQ(info.status, SolverStatus::solved) << to_string(info.status);
+            EXPECT_LE(info.gap, 1e-6 * info.primal);
+            EXPECT_GE(info.gap, -1e-7 * info.primal);
+            const Certificate cert = certificate(problem, ratio * top, u);
+            EXPECT_NEAR(cert.primal, info.primal, 1e-9 * info.primal);
+            EXPECT_NEAR(cert.dual, info.dual, 1e-9 * info.primal);
+            EXPECT_LT(kkt_residual(problem, ratio * top, u), 2e-3);
+            EXPECT_EQ(info.active_groups, count_active(u, data.block_width));
+            EXPECT_EQ(info.trace.back().iteration, info.iterations);
+        }
+    }
+}
+
+// The solver's objective, dual value and beta_max agree with an independent double
+// implementation of the definitions.
+TEST(GroupLassoCertificate, MatchesTheDefinitionsInDouble) {
+    const Data data = make_data(40, 5, 2, 3, 5);
+    std::mt19937 rng(9);
+    std::normal_distribution<float> normal(0.0f, 0.3f);
+    for (Loss loss : losses) {
+        SCOPED_TRACE(to_string(loss));
+        const Reference ref(data, loss);
+        const double top = ref.max_group_norm(ref.f.transpose() * ref.residual(MatrixD::Zero(10, 3)));
+        EXPECT_NEAR(beta_max(data.problem(loss)), top, 1e-6 * top);
+        RowMatrixF u = data.zeros();
+        for (Index i = 0; i < u.size(); ++i) u.data()[i] = normal(rng);
+        const double beta = 0.3 * top;
+        const Certificate cert = certificate(data.problem(loss), beta, u);
+        const MatrixD ud = u.cast<double>();
+        EXPECT_NEAR(cert.primal, ref.primal(ud, beta), 1e-6 * cert.primal);
+        EXPECT_NEAR(cert.dual, ref.dual(ud, beta), 1e-6 * cert.primal);
+        EXPECT_NEAR(cert.rel_gap, cert.gap / cert.primal, 1e-12);
+    }
+}
+
+// (2) Weak duality: any weights have P(U) >= D, for several scales and betas.
+TEST(GroupLassoCertificate, WeakDualityHoldsAtRandomWeights) {
+    const Data data = make_data(60, 8, 3, 3, 21);
+    std::mt19937 rng(4);
+    for (Loss loss : losses) {
+        const GroupLassoProblem problem = data.problem(loss);
+        const double top = beta_max(problem);
+        for (float scale : {1e-3f, 0.1f, 1.0f, 10.0f})
+            for (double ratio : {0.01, 0.3, 0.9, 2.0}) {
+                std::normal_distribution<float> normal(0.0f, scale);
+                RowMatrixF u = data.zeros();
+                for (Index i = 0; i < u.size(); ++i) u.data()[i] = normal(rng);
+                const Certificate cert = certificate(problem, ratio * top, u);
+                EXPECT_GE(cert.gap, 0.0) << to_string(loss) << " scale " << scale << " ratio " << ratio;
+                EXPECT_GT(cert.primal, 0.0);
+            }
+    }
+}
+
+// (3) The optimal value equals that of a plain double-precision proximal gradient run to
+// convergence (whose own duality gap is checked, so the reference is known to be right).
+TEST(GroupLassoSolver, OptimalValueMatchesReferenceProximalGradient) {
+    const Data data = make_data(24, 4, 2, 3, 8);
+    for (Loss loss : losses) {
+        SCOPED_TRACE(to_string(loss));
+        const Reference ref(data, loss);
+        const GroupLassoProblem problem = data.problem(loss);
+        const double beta = 0.1 * beta_max(problem);
+        const MatrixD u_ref = ref.solve(beta, 100000);
+        const double p_ref = ref.primal(u_ref, beta);
+        ASSERT_LT(p_ref - ref.dual(u_ref, beta), 1e-9 * p_ref) << "the reference did not converge";
+
+        RowMatrixF u = data.zeros();
+        const SolveInfo info = solve_group_lasso(problem, settings_for(beta, 1e-7), u);
+        EXPECT_EQ(info.status, SolverStatus::solved);
+        EXPECT_NEAR(info.primal, p_ref, 1e-5 * p_ref);
+        EXPECT_NEAR(ref.primal(u.cast<double>(), beta), p_ref, 1e-5 * p_ref);
+        // The certificate brackets the reference optimum.
+        EXPECT_LE(info.dual, p_ref * (1 + 1e-6));
+    }
+}
+
+// (4) beta >= beta_max: U = 0 exactly (also from a nonzero warm start) with zero gap;
+// slightly below, the solution is not zero.
+TEST(GroupLassoSolver, BetaMaxIsTheZeroThreshold) {
+    const Data data = make_data(60, 8, 3, 3, 31);
+    for (Loss loss : losses) {
+        SCOPED_TRACE(to_string(loss));
+        const GroupLassoProblem problem = data.problem(loss);
+        const double top = beta_max(problem);
+        ASSERT_GT(top, 0.0);
+
+        RowMatrixF cold = data.zeros();
+        const SolveInfo at_max = solve_group_lasso(problem, settings_for(top), cold);
+        EXPECT_EQ(at_max.status, SolverStatus::solved);
+        EXPECT_EQ(at_max.iterations, 0);
+        EXPECT_TRUE((cold.array() == 0.0f).all());
+        EXPECT_LE(std::abs(at_max.gap), 1e-12 * at_max.primal);
+
+        RowMatrixF warm = data.zeros();
+        (void)solve_group_lasso(problem, settings_for(0.3 * top), warm);
+        ASSERT_GT(count_active(warm, data.block_width), 0);
+        const SolveInfo above = solve_group_lasso(problem, settings_for(1.2 * top, 1e-9), warm);
+        EXPECT_EQ(above.status, SolverStatus::solved);
+        EXPECT_TRUE((warm.array() == 0.0f).all());
+        EXPECT_EQ(above.active_groups, 0);
+        EXPECT_LE(above.gap, 1e-9 * above.primal);
+
+        RowMatrixF below = data.zeros();
+        const SolveInfo info = solve_group_lasso(problem, settings_for(0.97 * top), below);
+        EXPECT_EQ(info.status, SolverStatus::solved);
+        EXPECT_GT(count_active(below, data.block_width), 0);
+        EXPECT_LT(info.primal, certificate(problem, 0.97 * top, data.zeros()).primal);
+    }
+}
+
+// (5) A warm start from the solution at a nearby beta needs fewer iterations.
+TEST(GroupLassoSolver, WarmStartFromANeighbouringBetaIsFaster) {
+    const Data data = make_data(60, 8, 3, 3, 41);
+    for (Loss loss : losses) {
+        SCOPED_TRACE(to_string(loss));
+        const GroupLassoProblem problem = data.problem(loss);
+        const double top = beta_max(problem);
+        RowMatrixF warm = data.zeros();
+        SolverSettings settings = settings_for(0.1 * top);
+        settings.check_every = 1;
+        (void)solve_group_lasso(problem, settings, warm);
+        settings.beta = 0.08 * top;
+        const SolveInfo from_warm = solve_group_lasso(problem, settings, warm);
+        RowMatrixF cold = data.zeros();
+        const SolveInfo from_cold = solve_group_lasso(problem, settings, cold);
+        EXPECT_EQ(from_warm.status, SolverStatus::solved);
+        EXPECT_EQ(from_cold.status, SolverStatus::solved);
+        EXPECT_LT(from_warm.iterations, from_cold.iterations);
+        EXPECT_NEAR(from_warm.primal, from_cold.primal, 2e-6 * from_cold.primal);
+    }
+}
+
+// (6) Fixed task partitions: bitwise the same weights with 1 and 2 TBB threads (sizes
+// chosen so that every product has several row and column tasks and partial sums).
+TEST(GroupLassoSolver, ResultDoesNotDependOnTheThreadCount) {
+    const Data data = make_data(4500, 200, 3, 4, 51);
+    for (Loss loss : losses) {
+        SCOPED_TRACE(to_string(loss));
+        const GroupLassoProblem problem = data.problem(loss);
+        const double beta = 0.05 * beta_max(problem);
+        const auto run = [&](std::size_t threads) {
+            const oneapi::tbb::global_control limit(oneapi::tbb::global_control::max_allowed_parallelism, threads);
+            RowMatrixF u = data.zeros();
+            const SolveInfo info = solve_group_lasso(problem, settings_for(beta, 0.0, 40), u);
+            EXPECT_EQ(info.status, SolverStatus::max_iters_reached);
+            return std::make_pair(u, info);
+        };
+        const auto [u1, info1] = run(1);
+        const auto [u2, info2] = run(2);
+        EXPECT_TRUE((u1.array() == u2.array()).all());
+        EXPECT_EQ(info1.primal, info2.primal);
+        EXPECT_EQ(info1.dual, info2.dual);
+        EXPECT_EQ(info1.backtracks, info2.backtracks);
+    }
+}
+
+// (7) Group sparsity along a decreasing path of betas: the active set only grows.
+TEST(GroupLassoSolver, LargerBetaGivesFewerActiveGroups) {
+    const Data data = make_data(60, 8, 3, 3, 61);
+    for (Loss loss : losses) {
+        SCOPED_TRACE(to_string(loss));
+        const GroupLassoProblem problem = data.problem(loss);
+        const double top = beta_max(problem);
+        RowMatrixF u = data.zeros();
+        int previous = 0;
+        std::vector<int> counts;
+        for (double ratio : {0.9, 0.6, 0.3, 0.1, 0.02}) {
+            const SolveInfo info = solve_group_lasso(problem, settings_for(ratio * top), u);
+            ASSERT_EQ(info.status, SolverStatus::solved);
+            counts.push_back(info.active_groups);
+            EXPECT_GE(info.active_groups, previous) << "beta/beta_max " << ratio;
+            previous = info.active_groups;
+        }
+        EXPECT_LT(counts.front(), counts.back());
+        EXPECT_LT(counts.front(), 24 / 2);
+    }
+}
+
+// (8) Invalid settings, problems and warm starts are errors naming the defect.
+TEST(GroupLassoSettings, InvalidValuesAreRejectedWithTheirOptionName) {
+    struct Row {
+        void (*edit)(SolverSettings&);
+        const char* message;
+    };
+    const Row rows[] = {
+        {[](SolverSettings& s) { s.beta = -1.0; }, "--beta -1: must be positive"},
+        {[](SolverSettings& s) { s.beta = 0.0; }, "--beta 0: must be positive"},
+        {[](SolverSettings& s) { s.beta = std::numeric_limits<double>::quiet_NaN(); }, "--beta"},
+        {[](SolverSettings& s) { s.max_iters = 0; }, "--max-iters 0"},
+        {[](SolverSettings& s) { s.rel_gap_tol = -1e-3; }, "--tol -0.001"},
+        {[](SolverSettings& s) { s.time_limit_s = -1.0; }, "--time-limit -1"},
+        {[](SolverSettings& s) { s.check_every = 0; }, "--check-every 0"},
+        {[](SolverSettings& s) { s.initial_step = 0.0; }, "--initial-step 0"},
+        {[](SolverSettings& s) { s.backtrack = 1.0; }, "--backtrack 1"},
+        {[](SolverSettings& s) { s.growth = 0.5; }, "--growth 0.5"},
+    };
+    for (const Row& row : rows) {
+        SolverSettings settings = settings_for(0.1);
+        row.edit(settings);
+        try {
+            settings.validate();
+            ADD_FAILURE() << "accepted: " << row.message;
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::bad_input);
+            EXPECT_NE(std::string(e.what()).find(row.message), std::string::npos) << e.what();
+        }
+    }
+    SolverSettings two_bad = settings_for(-1.0);
+    two_bad.max_iters = -5;
+    try {
+        two_bad.validate();
+        ADD_FAILURE();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("--beta"), std::string::npos);
+        EXPECT_NE(std::string(e.what()).find("--max-iters -5"), std::string::npos);
+    }
+    EXPECT_NO_THROW(settings_for(0.1).validate());
+    EXPECT_EQ(parse_loss("squared"), Loss::squared);
+    EXPECT_EQ(parse_loss(to_string(Loss::cross_entropy)), Loss::cross_entropy);
+    EXPECT_THROW((void)parse_loss("hinge"), Error);
+}
+
+TEST(GroupLassoSettings, InconsistentProblemsAndWarmStartsAreRejected) {
+    Data data = make_data(10, 3, 2, 3, 71);
+    const auto expect_error = [](auto&& call, const std::string& fragment) {
+        try {
+            call();
+            ADD_FAILURE() << "no error for " << fragment;
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::bad_input);
+            EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+        }
+    };
+    RowMatrixF u = data.zeros();
+    const SolverSettings settings = settings_for(0.1);
+    {
+        GroupLassoProblem p = data.problem(Loss::squared);
+        p.block_width = 4;
+        expect_error([&] { (void)solve_group_lasso(p, settings, u); }, "not a multiple of the block width 4");
+    }
+    {
+        std::vector<std::int32_t> labels = data.labels;
+        labels[3] = 3;
+        const GroupLassoProblem p{data.features, 2, labels, 3, Loss::cross_entropy};
+        expect_error([&] { (void)beta_max(p); }, "label 3 of sample 3");
+        labels.pop_back();
+        const GroupLassoProblem q{data.features, 2, labels, 3, Loss::cross_entropy};
+        expect_error([&] { (void)beta_max(q); }, "9 labels for 10 feature rows");
+    }
+    {
+        RowMatrixF wrong = RowMatrixF::Zero(6, 2);
+        expect_error([&] { (void)solve_group_lasso(data.problem(Loss::squared), settings, wrong); }, "6 x 2, expected 6 x 3");
+        RowMatrixF nan = data.zeros();
+        nan(1, 1) = std::numeric_limits<float>::quiet_NaN();
+        expect_error([&] { (void)certificate(data.problem(Loss::squared), 0.1, nan); }, "not finite");
+        expect_error([&] { (void)certificate(data.problem(Loss::squared), -0.1, u); }, "--beta");
+    }
+    data.features(7, 2) = std::numeric_limits<float>::infinity();
+    expect_error([&] { (void)beta_max(data.problem(Loss::squared)); }, "feature row 7 is not finite");
+}
+
+// (9) Statuses other than solved: iteration cap, time limit, callback stop.
+TEST(GroupLassoSolver, StopsWithTheRightStatus) {
+    const Data data = make_data(60, 8, 3, 3, 81);
+    const GroupLassoProblem problem = data.problem(Loss::cross_entropy);
+    const double beta = 0.01 * beta_max(problem);
+
+    RowMatrixF u = data.zeros();
+    SolveInfo info = solve_group_lasso(problem, settings_for(beta, 0.0, 7), u);
+    EXPECT_EQ(info.status, SolverStatus::max_iters_reached);
+    EXPECT_EQ(info.iterations, 7);
+    EXPECT_EQ(info.trace.back().iteration, 7);
+    EXPECT_EQ(info.primal, certificate(problem, beta, u).primal);
+
+    u = data.zeros();
+    SolverSettings limited = settings_for(beta, 0.0, 1000000);
+    limited.time_limit_s = 0.05;
+    info = solve_group_lasso(problem, limited, u);
+    EXPECT_EQ(info.status, SolverStatus::time_limit_reached);
+    EXPECT_GE(info.seconds, 0.05);
+    EXPECT_LT(info.seconds, 5.0);
+    EXPECT_LT(info.iterations, 1000000);
+
+    u = data.zeros();
+    SolverSettings watched = settings_for(beta, 0.0, 1000);
+    watched.check_every = 5;
+    std::vector<int> seen;
+    watched.on_check = [&](const SolverProgress& progress) {
+        EXPECT_NE(progress.weights, nullptr);
+        EXPECT_EQ(progress.weights->rows(), problem.columns());
+        EXPECT_GE(progress.gap, 0.0);
+        seen.push_back(progress.iteration);
+        return seen.size() < 3;
+    };
+    info = solve_group_lasso(problem, watched, u);
+    EXPECT_EQ(info.status, SolverStatus::stopped);
+    EXPECT_EQ(seen, (std::vector<int>{0, 5, 10}));
+    EXPECT_EQ(info.iterations, 10);
+    EXPECT_EQ(info.trace.size(), 3u);
+    EXPECT_EQ(to_string(info.status), "stopped");
+}
+
+TEST(GroupLassoSettings, JsonRoundTrip) {
+    SolverSettings settings = settings_for(0.25, 1e-5, 321);
+    settings.restart = false;
+    settings.growth = 1.5;
+    const nlohmann::json json = settings;
+    const SolverSettings back = json.get<SolverSettings>();
+    EXPECT_EQ(back.beta, 0.25);
+    EXPECT_EQ(back.rel_gap_tol, 1e-5);
+    EXPECT_EQ(back.max_iters, 321);
+    EXPECT_FALSE(back.restart);
+    EXPECT_EQ(back.growth, 1.5);
+    EXPECT_THROW((void)nlohmann::json({{"beta", "x"}}).get<SolverSettings>(), Error);
+
+    const Data data = make_data(30, 4, 2, 3, 3);
+    RowMatrixF u = data.zeros();
+    const SolveInfo info = solve_group_lasso(data.problem(Loss::squared), settings_for(0.01), u);
+    const nlohmann::json out = info;
+    EXPECT_EQ(out.at("status"), "solved");
+    EXPECT_EQ(out.at("trace").size(), info.trace.size());
+}

@@ -1,0 +1,161 @@
+#include "cvxcnn/train/convex_training.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <oneapi/tbb/global_control.h>
+
+#include <random>
+
+#include "cvxcnn/engine/reference_engine.hpp"
+#include "cvxcnn/model/model_file.hpp"
+#include "cvxcnn/util/error.hpp"
+#include "test_support.hpp"
+
+using namespace cvxcnn;
+
+namespace {
+
+// Three classes of 6x6 gray images: a bright bar (horizontal, vertical, diagonal) in noise.
+Dataset bars(int per_class, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> noise(0.0f, 0.4f);
+    Dataset data;
+    data.shape = {1, 6, 6};
+    data.class_names = {"diagonal", "horizontal", "vertical"};
+    for (int c = 0; c < 3; ++c)
+        for (int i = 0; i < per_class; ++i) {
+            const int at = static_cast<int>(rng() % 6);
+            for (int y = 0; y < 6; ++y)
+                for (int x = 0; x < 6; ++x) {
+                    const bool on = c == 0 ? x == y : c == 1 ? y == at : x == at;
+                    data.images.push_back(noise(rng) + (on ? 0.6f : 0.0f));
+                }
+            data.labels.push_back(c);
+        }
+    return data;
+}
+
+TrainingSettings small_settings() {
+    TrainingSettings settings;
+    settings.architecture = parse_architecture("conv3x3s1p1-gated-pool2");
+    settings.patterns = 6;
+    settings.seed = 11;
+    settings.beta = 1e-2;
+    settings.val_split = 0.2;
+    settings.max_iters = 3000;
+    settings.rel_gap_tol = 1e-4;
+    return settings;
+}
+
+}  // namespace
+
+TEST(ConvexTraining, ConvergesToTheCertifiedGapAndTheModelMatchesTheSolve) {
+    const Dataset data = bars(20, 1);
+    const TrainingResult result = train_convex_cnn(data, small_settings());
+    EXPECT_EQ(result.solve.status, SolverStatus::solved);
+    EXPECT_LE(result.solve.rel_gap, 1e-4);
+    EXPECT_GE(result.solve.gap, -1e-9 * result.solve.primal) << "weak duality";
+    EXPECT_GT(result.model.filters(), 0);
+    EXPECT_EQ(result.model.training["filters"], result.model.filters());
+    EXPECT_DOUBLE_EQ(result.model.training["relative_duality_gap"].get<double>(), result.solve.rel_gap);
+    EXPECT_GT(result.train_accuracy, 0.9);
+    // The recovered network classifies the training split as the convex model did.
+    auto [train_indices, val_indices] = split_indices(data.size(), 0.2, 11);
+    const Dataset train = subset(data, train_indices);
+    const auto predicted = argmax_rows(reference_logits(result.model, train));
+    std::size_t correct = 0;
+    for (std::size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == train.labels[i];
+    EXPECT_NEAR(static_cast<double>(correct) / predicted.size(), result.train_accuracy, 1e-12);
+}
+
+TEST(ConvexTraining, SameSeedSameModelAndThreadCountDoesNotMatter) {
+    const Dataset data = bars(12, 2);
+    TrainingSettings settings = small_settings();
+    settings.max_iters = 200;
+    std::vector<std::uint8_t> one, two, again;
+    {
+        oneapi::tbb::global_control limit(oneapi::tbb::global_control::max_allowed_parallelism, 1);
+        one = encode_model([&] { auto m = train_convex_cnn(data, settings).model; m.training.erase("time_s"); m.training.erase("path"); return m; }());
+    }
+    {
+        oneapi::tbb::global_control limit(oneapi::tbb::global_control::max_allowed_parallelism, 2);
+        two = encode_model([&] { auto m = train_convex_cnn(data, settings).model; m.training.erase("time_s"); m.training.erase("path"); return m; }());
+        again = encode_model([&] { auto m = train_convex_cnn(data, settings).model; m.training.erase("time_s"); m.training.erase("path"); return m; }());
+    }
+    EXPECT_EQ(two, again) << "same seed, same result";
+    EXPECT_EQ(one, two) << "1 and 2 threads";
+    settings.seed = 12;
+    const auto other = train_convex_cnn(data, settings).model;
+    EXPECT_NE(other.conv_weight, decode_model(two, "two").conv_weight) << "the seed must matter";
+}
+
+TEST(ConvexTraining, AutoBetaWalksThePathAndKeepsTheBestValidationAccuracy) {
+    const Dataset data = bars(15, 3);
+    TrainingSettings settings = small_settings();
+    settings.beta.reset();
+    settings.path_points = 3;
+    settings.max_iters = 300;
+    const TrainingResult result = train_convex_cnn(data, settings);
+    ASSERT_EQ(result.path.size(), 3u);
+    double best = -1;
+    for (const auto& point : result.path) best = std::max(best, point["val_accuracy"].get<double>());
+    EXPECT_DOUBLE_EQ(result.val_accuracy, best);
+    EXPECT_LT(result.path[1]["beta"].get<double>(), result.path[0]["beta"].get<double>()) << "path goes down";
+    EXPECT_NEAR(result.path[0]["beta"].get<double>(), 0.1 * result.beta_max, 1e-12 * result.beta_max);
+}
+
+TEST(ConvexTraining, BadSettingsAndMemoryLimitAreOneLineErrors) {
+    const Dataset data = bars(4, 4);
+    auto message = [&](TrainingSettings settings) {
+        try {
+            (void)train_convex_cnn(data, settings);
+        } catch (const Error& error) {
+            EXPECT_EQ(std::string(error.what()).find('\n'), std::string::npos);
+            return std::string(error.what());
+        }
+        return std::string("no error");
+    };
+    TrainingSettings relu = small_settings();
+    relu.architecture = parse_architecture("conv3x3s1p1-relu-pool2");
+    EXPECT_NE(message(relu).find("--arch"), std::string::npos);
+    TrainingSettings tiny_memory = small_settings();
+    tiny_memory.max_memory_bytes = 1024;
+    EXPECT_NE(message(tiny_memory).find("--max-memory"), std::string::npos);
+    TrainingSettings auto_without_val = small_settings();
+    auto_without_val.beta.reset();
+    auto_without_val.val_split = 0;
+    EXPECT_NE(message(auto_without_val).find("--val-split"), std::string::npos);
+}
+
+TEST(TrainCli, TrainThenEvalOnAnImageFolder) {
+    test::ScratchDir dir;
+    const Dataset data = bars(8, 5);
+    for (std::size_t i = 0; i < data.size(); ++i) {
+        std::vector<std::uint8_t> pixels;
+        for (float v : data.image(i)) pixels.push_back(static_cast<std::uint8_t>(std::min(255.0f, v * 255.0f)));
+        test::write_png_hwc(dir / (data.class_names[data.labels[i]] + "/" + std::to_string(i) + ".png"), pixels, 6, 6, 1);
+    }
+    const std::string model = (dir / "m.cvx").string();
+    const auto trained = test::run_cli({"-q", "train", dir.path().string(), "--out", model, "--arch",
+                                        "conv3x3s1p1-gated-pool2", "--patterns", "4", "--beta", "0.01", "--json"});
+    ASSERT_EQ(trained.exit_code, 0) << trained.err;
+    const auto summary = nlohmann::json::parse(trained.out);
+    EXPECT_EQ(summary["filters"].get<int>(), read_model(model).filters());
+    const auto evaluated = test::run_cli({"-q", "eval", model, dir.path().string(), "--json"});
+    ASSERT_EQ(evaluated.exit_code, 0) << evaluated.err;
+    const auto evaluation = nlohmann::json::parse(evaluated.out);
+    EXPECT_EQ(evaluation["n"], 24);
+    EXPECT_EQ(evaluation["confusion"].size(), 3u);
+
+    // Bad flag values: exit 1 (library) or 2 (usage), one line, and the model is untouched.
+    const auto before = test::read_bytes(model);
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"train", dir.path().string(), "--out", model, "--beta", "-1", "--arch", "conv3x3s1p1-gated-pool2"},
+             {"train", dir.path().string(), "--out", model, "--max-memory", "1k", "--arch", "conv3x3s1p1-gated-pool2"},
+             {"train", dir.path().string(), "--out", model, "--patterns", "0"}}) {
+        const auto result = test::run_cli(args);
+        EXPECT_NE(result.exit_code, 0);
+        EXPECT_EQ(test::count_lines(result.err), 1) << result.err;
+    }
+    EXPECT_EQ(test::read_bytes(model), before);
+}
