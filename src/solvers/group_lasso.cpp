@@ -91,14 +91,17 @@ public:
     [[nodiscard]] int classes() const noexcept { return classes_; }
     [[nodiscard]] int block_width() const noexcept { return h_; }
 
-    /// Z = F U (n x C): one task per block of rows of F, each a GEMM into its own rows.
-    void forward(const RowMatrixF& u, RowMatrixF& z) const {
+    /// Z = F U (n x C): one task per block of rows of F, each a float GEMM into its own
+    /// rows, widened to double (logits are kept and combined in double).
+    void forward(const RowMatrixF& u, RowMatrixD& z) const {
         z.resize(n_, classes_);
         const Index tasks = task_count(n_, rows_per_task);
         oneapi::tbb::parallel_for(Index{0}, tasks, [&](Index task) {
             const Index begin = task * rows_per_task;
             const Index rows = std::min(n_, begin + rows_per_task) - begin;
-            z.middleRows(begin, rows).noalias() = f_.middleRows(begin, rows) * u;
+            RowMatrixF block(rows, classes_);
+            block.noalias() = f_.middleRows(begin, rows) * u;
+            z.middleRows(begin, rows) = block.cast<double>();
         });
     }
 
@@ -124,7 +127,7 @@ public:
     }
 
     /// L(Z), and G = dL/dZ when g is given.
-    double loss(const RowMatrixF& z, RowMatrixF* g) const {
+    double loss(const RowMatrixD& z, RowMatrixF* g) const {
         if (g) g->resize(n_, classes_);
         const double inv_n = 1.0 / static_cast<double>(n_);
         const auto total = sum_over_rows<1>(n_, [&](Index begin, Index end) {
@@ -140,7 +143,7 @@ public:
                             (*g)(j, c) = static_cast<float>((p[c] - (c == y ? 1.0 : 0.0)) * inv_n);
                 } else {
                     for (int c = 0; c < classes_; ++c) {
-                        const double r = static_cast<double>(z(j, c)) - (c == y ? 1.0 : 0.0);
+                        const double r = z(j, c) - (c == y ? 1.0 : 0.0);
                         sum += 0.5 * r * r;
                         if (g) (*g)(j, c) = static_cast<float>(r * inv_n);
                     }
@@ -151,31 +154,35 @@ public:
         return total[0] * inv_n;
     }
 
-    /// {L(Zp) - L(Zv) - <dL/dZ(Zv), Zp - Zv>, L(Zp)}: the sufficient-decrease quantity
-    /// f(w+) - f(v) - <grad f(v), w+ - v> evaluated as a Bregman divergence in Z-space, a
-    /// sum of nonnegative row terms. Its rounding error is second order in Zp - Zv, where
-    /// the difference of two float objectives would be first order and would stall the
-    /// step size near the optimum.
-    std::pair<double, double> bregman(const RowMatrixF& zp, const RowMatrixF& zv) const {
+    /// Zp = Zv + Zd and {L(Zp) - L(Zv) - <dL/dZ(Zv), Zd>, L(Zp)}: the sufficient-decrease
+    /// quantity f(w+) - f(v) - <grad f(v), w+ - v> with Zd = F (w+ - v), as a Bregman
+    /// divergence in Z-space (a sum of nonnegative row terms). Zd is computed from the step
+    /// itself, so it has the relative accuracy of the step; L(F w+) - L(F v) from two float
+    /// products would have rounding errors of the order of eps |Z|, which near the
+    /// optimum exceed the quadratic term and shrink the step to nothing.
+    /// Cross-entropy row term: log(sum_c p_c exp(x_c)) with x = zd - <p, zd>, p = softmax(zv).
+    std::pair<double, double> bregman(const RowMatrixD& zv, const RowMatrixD& zd, RowMatrixD& zp) const {
+        zp.resize(n_, classes_);
         const double inv_n = 1.0 / static_cast<double>(n_);
         const auto total = sum_over_rows<2>(n_, [&](Index begin, Index end) {
-            std::vector<double> pv(static_cast<std::size_t>(classes_)), pp(static_cast<std::size_t>(classes_));
+            std::vector<double> p(static_cast<std::size_t>(classes_));
             double divergence = 0.0, loss = 0.0;
             for (Index j = begin; j < end; ++j) {
                 const int y = labels_[static_cast<std::size_t>(j)];
+                for (int c = 0; c < classes_; ++c) zp(j, c) = zv(j, c) + zd(j, c);
                 if (loss_ == Loss::cross_entropy) {
-                    const double lse_v = softmax_row(zv, j, pv);
-                    const double lse_p = softmax_row(zp, j, pp);
-                    double linear = 0.0;
-                    for (int c = 0; c < classes_; ++c)
-                        linear += pv[c] * (static_cast<double>(zp(j, c)) - zv(j, c));
-                    divergence += (lse_p - lse_v) - linear;
-                    loss += lse_p - zp(j, y);
+                    (void)softmax_row(zv, j, p);
+                    double mean = 0.0;
+                    for (int c = 0; c < classes_; ++c) mean += p[c] * zd(j, c);
+                    double excess = 0.0;
+                    for (int c = 0; c < classes_; ++c) excess += p[c] * std::expm1(zd(j, c) - mean);
+                    divergence += std::log1p(excess);
+                    const double lse = softmax_row(zp, j, p);
+                    loss += lse - zp(j, y);
                 } else {
                     for (int c = 0; c < classes_; ++c) {
-                        const double d = static_cast<double>(zp(j, c)) - zv(j, c);
-                        const double r = static_cast<double>(zp(j, c)) - (c == y ? 1.0 : 0.0);
-                        divergence += 0.5 * d * d;
+                        const double r = zp(j, c) - (c == y ? 1.0 : 0.0);
+                        divergence += 0.5 * zd(j, c) * zd(j, c);
                         loss += 0.5 * r * r;
                     }
                 }
@@ -188,7 +195,7 @@ public:
     /// D = -L*(s G(Z)) (SOLVERS.md 5.11), in double.
     ///   cross-entropy: (1/n) sum_j H(q_j), q_j = s softmax(z_j) + (1 - s) e_{y_j}
     ///   squared:       -<Theta, Y> - (n/2) ||Theta||^2, Theta = s (Z - Y) / n
-    double dual(const RowMatrixF& z, double s) const {
+    double dual(const RowMatrixD& z, double s) const {
         const double n = static_cast<double>(n_);
         const auto total = sum_over_rows<1>(n_, [&](Index begin, Index end) {
             std::vector<double> p(static_cast<std::size_t>(classes_));
@@ -203,7 +210,7 @@ public:
                     }
                 } else {
                     for (int c = 0; c < classes_; ++c) {
-                        const double theta = s * (static_cast<double>(z(j, c)) - (c == y ? 1.0 : 0.0)) / n;
+                        const double theta = s * (z(j, c) - (c == y ? 1.0 : 0.0)) / n;
                         sum -= (c == y ? theta : 0.0) + 0.5 * n * theta * theta;
                     }
                 }
@@ -215,12 +222,12 @@ public:
 
 private:
     /// p = softmax(z_j) in double; returns logsumexp(z_j).
-    double softmax_row(const RowMatrixF& z, Index j, std::vector<double>& p) const {
+    double softmax_row(const RowMatrixD& z, Index j, std::vector<double>& p) const {
         double top = -std::numeric_limits<double>::infinity();
-        for (int c = 0; c < classes_; ++c) top = std::max(top, static_cast<double>(z(j, c)));
+        for (int c = 0; c < classes_; ++c) top = std::max(top, z(j, c));
         double sum = 0.0;
         for (int c = 0; c < classes_; ++c) {
-            p[c] = std::exp(static_cast<double>(z(j, c)) - top);
+            p[c] = std::exp(z(j, c) - top);
             sum += p[c];
         }
         for (int c = 0; c < classes_; ++c) p[c] /= sum;
@@ -238,7 +245,7 @@ private:
 
 /// The certificate of weights u whose logits z and gradient pieces (g = dL/dZ, grad = F^T g)
 /// are known.
-Certificate certify(const Evaluator& eval, double beta, const RowMatrixF& u, const RowMatrixF& z,
+Certificate certify(const Evaluator& eval, double beta, const RowMatrixF& u, const RowMatrixD& z,
                     double loss_value, const RowMatrixF& grad) {
     const int h = eval.block_width();
     const double regularizer = beta * group_norms(u, h).sum();
@@ -398,7 +405,8 @@ double beta_max(const GroupLassoProblem& problem) {
     problem.validate();
     const Evaluator eval(problem);
     const RowMatrixF u = RowMatrixF::Zero(problem.columns(), problem.classes);
-    RowMatrixF z, g, grad;
+    RowMatrixD z;
+    RowMatrixF g, grad;
     eval.forward(u, z);
     (void)eval.loss(z, &g);
     eval.backward(g, grad);
@@ -410,7 +418,8 @@ Certificate certificate(const GroupLassoProblem& problem, double beta, const Row
     check_beta(beta);
     check_weights(problem, weights);
     const Evaluator eval(problem);
-    RowMatrixF z, g, grad;
+    RowMatrixD z;
+    RowMatrixF g, grad;
     eval.forward(weights, z);
     const double loss_value = eval.loss(z, &g);
     eval.backward(g, grad);
@@ -422,7 +431,8 @@ double kkt_residual(const GroupLassoProblem& problem, double beta, const RowMatr
     check_beta(beta);
     check_weights(problem, weights);
     const Evaluator eval(problem);
-    RowMatrixF z, g, grad;
+    RowMatrixD z;
+    RowMatrixF g, grad;
     eval.forward(weights, z);
     (void)eval.loss(z, &g);
     eval.backward(g, grad);

@@ -62,6 +62,8 @@ void TrainingSettings::validate() const {
     if (!(path_min_ratio > 0.0 && path_min_ratio <= path_max_ratio && path_max_ratio < 1.0))
         fail("beta path: need 0 < min ratio <= max ratio < 1");
     if (!(rel_gap_tol > 0.0 && rel_gap_tol < 1.0)) fail("--tol: must be in (0, 1)");
+    if (!(path_rel_gap_tol > 0.0 && path_rel_gap_tol < 1.0)) fail("beta path tolerance: must be in (0, 1)");
+    if (!(path_time_share > 0.0 && path_time_share <= 1.0)) fail("beta path time share: must be in (0, 1]");
     if (max_iters < 1) fail("--max-iters: must be at least 1");
     if (!(time_limit_s >= 0.0)) fail("--time-limit: must be >= 0");
 }
@@ -157,17 +159,17 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
     RowMatrixF weights = RowMatrixF::Zero(features.matrix.cols(), classes);
     RowMatrixF best_weights;
     double best_val = -1.0;
-    for (const double beta : beta_path(settings, result.beta_max)) {
+    const std::vector<double> betas = beta_path(settings, result.beta_max);
+    const bool on_path = betas.size() > 1;
+    // Solver settings for one beta; `budget_end` is when this phase's time runs out.
+    auto solver_for = [&](double beta, double tol, double budget_end_s) {
         SolverSettings solver;
         solver.beta = beta;
         solver.max_iters = settings.max_iters;
-        solver.rel_gap_tol = settings.rel_gap_tol;
+        solver.rel_gap_tol = tol;
         solver.check_every = settings.check_every;
-        if (settings.time_limit_s > 0) {
-            solver.time_limit_s = settings.time_limit_s - seconds_since(start);
-            if (solver.time_limit_s <= 0) break;
-        }
-        solver.on_check = [&](const SolverProgress& progress) {
+        if (settings.time_limit_s > 0) solver.time_limit_s = budget_end_s - seconds_since(start);
+        solver.on_check = [&, beta](const SolverProgress& progress) {
             if (settings.on_progress) {
                 char line[256];
                 const double train_acc = accuracy_of(features.matrix, *progress.weights, train.labels);
@@ -181,7 +183,14 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
             }
             return true;
         };
-        const SolveInfo info = solve_group_lasso(problem, solver, weights);
+        return solver;
+    };
+
+    const double path_end_s = on_path ? settings.time_limit_s * settings.path_time_share : settings.time_limit_s;
+    for (const double beta : betas) {
+        if (settings.time_limit_s > 0 && seconds_since(start) >= path_end_s) break;
+        const double tol = on_path ? std::max(settings.rel_gap_tol, settings.path_rel_gap_tol) : settings.rel_gap_tol;
+        const SolveInfo info = solve_group_lasso(problem, solver_for(beta, tol, path_end_s), weights);
         const double train_acc = accuracy_of(features.matrix, weights, train.labels);
         const double val_acc = accuracy_of(val_features, weights, val.labels);
         result.path.push_back({{"beta", beta},
@@ -205,6 +214,16 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
     if (best_weights.size() == 0)
         throw Error(ErrorKind::bad_input, "--time-limit " + std::to_string(settings.time_limit_s) +
                                               " s ended before the first solve started");
+    // The chosen beta, from where the path left it, to the certificate asked for.
+    if (on_path && result.solve.rel_gap > settings.rel_gap_tol && result.solve.status != SolverStatus::diverged) {
+        const SolveInfo info =
+            solve_group_lasso(problem, solver_for(result.beta, settings.rel_gap_tol, settings.time_limit_s), best_weights);
+        const int path_iterations = result.solve.iterations;
+        result.solve = info;
+        result.solve.iterations += path_iterations;
+        result.train_accuracy = accuracy_of(features.matrix, best_weights, train.labels);
+        result.val_accuracy = accuracy_of(val_features, best_weights, val.labels);
+    }
 
     SignPatterns gates;
     gates.generators = generators;

@@ -30,9 +30,14 @@ struct TrainingSettings {
     // ---- objective
     Loss loss = Loss::cross_entropy;
     std::optional<double> beta;                ///< fixed beta; empty = pick on the path by validation accuracy
-    int path_points = 5;                       ///< betas on the path, geometric from path_max to path_min (x beta_max)
-    double path_max_ratio = 1e-1;
-    double path_min_ratio = 1e-3;
+    int path_points = 4;                       ///< betas on the path, geometric from path_max to path_min (x beta_max)
+    double path_max_ratio = 1e-2;
+    double path_min_ratio = 1e-4;
+    /// Betas on the path are solved only to this relative gap (enough to rank them);
+    /// the chosen one is then solved, warm-started, to rel_gap_tol.
+    double path_rel_gap_tol = 1e-2;
+    /// With a time limit, the share of it the path may use before the final solve.
+    double path_time_share = 0.6;
     double val_split = 0.1;                    ///< fraction held out for validation (0 = none; needs a fixed beta)
     // ---- solver
     double rel_gap_tol = 1e-4;                 ///< stop at this relative duality gap (--tol)
