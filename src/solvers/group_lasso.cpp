@@ -28,7 +28,7 @@ constexpr Index rows_per_task = 256;      // rows of F (and Z, G) per task of F 
 constexpr Index columns_per_task = 256;   // columns of F (rows of F^T G) per task of F^T G
 constexpr Index rows_per_partial = 2048;  // F^T G: float partial products summed in double
 
-// Prox steps tried per iteration before the last one is taken as is (scnn: 50 at 0.8).
+// Prox steps tried per iteration before the line search counts as failed (scnn: 50 at 0.8).
 constexpr int max_backtracks = 60;
 // The divergence guard of scnn: the objective exceeding this multiple of the initial one.
 constexpr double divergence_factor = 1e3;
@@ -57,12 +57,9 @@ std::array<double, K> sum_over_rows(Index n, Kernel&& kernel) {
     return total;
 }
 
-double squared_distance(const RowMatrixF& a, const RowMatrixF& b) {
+double squared_norm(const RowMatrixF& a) {
     double sum = 0.0;
-    for (Index i = 0; i < a.size(); ++i) {
-        const double d = static_cast<double>(a.data()[i]) - b.data()[i];
-        sum += d * d;
-    }
+    for (Index i = 0; i < a.size(); ++i) sum += static_cast<double>(a.data()[i]) * a.data()[i];
     return sum;
 }
 
@@ -477,21 +474,30 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     info.beta = beta;
     info.groups = static_cast<int>(problem.blocks() * problem.classes);
 
-    // w: iterate, v: extrapolation point, wp: candidate; Z* = F * (cached so that every
-    // point's logits are computed once: Z at v is the same combination of the Z at w).
+    // w: iterate, v: extrapolation point, wp: candidate, d = wp - v. Logits are cached in
+    // double so that every iteration needs one F U product per step tried: Z at the
+    // candidate is Z(v) + F d, and Z at the next extrapolation point is the momentum
+    // combination of the Z at the last two iterates. At checks Z(w) and Z(v) are
+    // recomputed, so the certificate is exactly that of the returned weights and rounding
+    // cannot accumulate across checks.
     RowMatrixF& w = weights;
-    RowMatrixF v = w, wp, zw, zv, zp, gv, grad_v, gw, grad_w;
-    eval.forward(w, zw);
-    zv = zw;
+    RowMatrixF v = w, wp, d, gv, grad_v, gw, grad_w;
+    RowMatrixD zw, zv, zp, zd;
     double t = 1.0;
     double eta = settings.initial_step;
     double initial_objective = 0.0;
-    bool v_is_w = true;         // after a restart: the check's gradient at w is the step's at v
+    bool v_is_w = true;  // at the start and after a restart: the check's gradient at w is the step's at v
 
     for (int k = 0;; ++k) {
         const bool time_up = settings.time_limit_s > 0.0 && seconds_since(start) >= settings.time_limit_s;
         const bool last = k >= settings.max_iters || time_up;
-        if (k % settings.check_every == 0 || last) {
+        const bool check = k % settings.check_every == 0 || last;
+        if (check) {
+            // Resynchronize both cached logits (recomputing only one would make the momentum
+            // combination amplify their inconsistency by 1 + momentum per iteration).
+            eval.forward(w, zw);
+            if (v_is_w) zv = zw;
+            else eval.forward(v, zv);
             const double loss_w = eval.loss(zw, &gw);
             eval.backward(gw, grad_w);
             const Certificate cert = certify(eval, beta, w, zw, loss_w, grad_w);
@@ -501,16 +507,17 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
             info.trace.push_back({progress.iteration, progress.primal, progress.dual, progress.gap,
                                   progress.rel_gap, progress.active_groups, progress.seconds, eta});
             const bool keep_going = !settings.on_check || settings.on_check(progress);
-            if (cert.rel_gap <= settings.rel_gap_tol) info.status = SolverStatus::solved;
+            const bool converged = cert.rel_gap <= settings.rel_gap_tol;
+            if (converged) info.status = SolverStatus::solved;
             else if (!keep_going) info.status = SolverStatus::stopped;
             else if (k >= settings.max_iters) info.status = SolverStatus::max_iters_reached;
             else if (time_up) info.status = SolverStatus::time_limit_reached;
-            if (cert.rel_gap <= settings.rel_gap_tol || !keep_going || last) break;
+            if (converged || !keep_going || last) break;
             if (v_is_w) std::swap(grad_v, grad_w);
         }
 
         // Gradient at the extrapolation point, unless the check just computed it.
-        if (!(v_is_w && k % settings.check_every == 0)) {
+        if (!(check && v_is_w)) {
             (void)eval.loss(zv, &gv);
             eval.backward(gv, grad_v);
         }
@@ -518,36 +525,35 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         // Backtracking through the prox (SOLVERS.md 5.3 step 2), tested in Z-space.
         double divergence = 0.0, loss_p = 0.0, step_sq = 0.0;
         bool accepted = false;
-        for (int attempt = 0; attempt < max_backtracks; ++attempt) {
+        for (int attempt = 0; attempt < max_backtracks && !accepted; ++attempt) {
             prox_step(v, grad_v, eta, beta, h, wp);
-            eval.forward(wp, zp);
-            std::tie(divergence, loss_p) = eval.bregman(zp, zv);
-            step_sq = squared_distance(wp, v);
-            if (std::isfinite(divergence) && std::isfinite(loss_p) &&
-                divergence <= step_sq / (2.0 * eta) + 1e-12 * std::abs(loss_p)) {
-                accepted = true;
-                break;
+            d = wp - v;
+            eval.forward(d, zd);
+            std::tie(divergence, loss_p) = eval.bregman(zv, zd, zp);
+            step_sq = squared_norm(d);
+            accepted = std::isfinite(divergence) && std::isfinite(loss_p) && divergence <= step_sq / (2.0 * eta);
+            if (!accepted) {
+                eta *= settings.backtrack;
+                ++info.backtracks;
             }
-            eta *= settings.backtrack;
-            ++info.backtracks;
         }
-        // After max_backtracks the last (tiny) step is taken as is, as scnn's fallback step.
+        // A failed line search (only non-finite values can make every step fail) and an
+        // exploding objective end the solve; w is still the last finite iterate.
         const double objective_p = loss_p + beta * group_norms(wp, h).sum();
-        if (!std::isfinite(objective_p) || objective_p > divergence_factor * initial_objective) {
+        if (!accepted || !std::isfinite(objective_p) || objective_p > divergence_factor * initial_objective) {
             info.status = SolverStatus::diverged;
             break;
         }
         ++info.iterations;
 
         // Lassplore growth: the quadratic model was 5x too pessimistic (step 5).
-        if (accepted && step_sq > 5.0 * 2.0 * eta * divergence) eta *= settings.growth;
+        if (step_sq > 5.0 * 2.0 * eta * divergence) eta *= settings.growth;
 
         // Momentum with the gradient-mapping restart (steps 3 and 4).
         double restart_test = 0.0;
         if (settings.restart)
             for (Index i = 0; i < wp.size(); ++i)
-                restart_test += (static_cast<double>(wp.data()[i]) - w.data()[i]) *
-                                (static_cast<double>(v.data()[i]) - wp.data()[i]);
+                restart_test += (static_cast<double>(wp.data()[i]) - w.data()[i]) * -static_cast<double>(d.data()[i]);
         if (settings.restart && restart_test > 0.0) {
             t = 1.0;
             v = wp;
@@ -558,7 +564,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
             const double t_next = 0.5 * (1.0 + std::sqrt(1.0 + 4.0 * t * t));
             const float momentum = static_cast<float>((t - 1.0) / t_next);
             v = wp + momentum * (wp - w);
-            zv = zp + momentum * (zp - zw);
+            zv = zp + static_cast<double>(momentum) * (zp - zw);
             t = t_next;
             v_is_w = false;
         }
@@ -568,6 +574,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
 
     if (info.status == SolverStatus::diverged) {
         // w is the last finite iterate; certify it.
+        eval.forward(w, zw);
         const double loss_w = eval.loss(zw, &gw);
         eval.backward(gw, grad_w);
         const Certificate cert = certify(eval, beta, w, zw, loss_w, grad_w);
