@@ -8,6 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <gtest/gtest.h>
+
 #include <zlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -93,6 +95,22 @@ CommandResult run_cli(const std::vector<std::string>& args) {
     result.out = slurp(out);
     result.err = slurp(err);
     return result;
+}
+
+std::string expect_file_error(const std::function<void()>& action, ErrorKind kind, const fs::path& path,
+                              const std::string& fragment) {
+    try {
+        action();
+    } catch (const Error& error) {
+        const std::string message = error.what();
+        EXPECT_EQ(error.kind(), kind) << message;
+        EXPECT_TRUE(message.starts_with(path.string() + ": ")) << message;
+        EXPECT_NE(message.find(fragment), std::string::npos) << message;
+        EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+        return message;
+    }
+    ADD_FAILURE() << "expected an error for " << path;
+    return {};
 }
 
 int count_lines(const std::string& text) {

@@ -3,10 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <filesystem>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "cvxcnn/util/error.hpp"
 
 namespace cvxcnn::test {
 
@@ -43,6 +46,11 @@ struct CommandResult {
 };
 /// Runs the cvxcnn executable with the given arguments (shell-quoted for you).
 [[nodiscard]] CommandResult run_cli(const std::vector<std::string>& args);
+
+/// Runs `action`, expects a cvxcnn::Error of `kind` whose one-line message starts with
+/// "<path>: " and contains `fragment` (gtest failures otherwise); returns the message.
+std::string expect_file_error(const std::function<void()>& action, ErrorKind kind, const std::filesystem::path& path,
+                              const std::string& fragment);
 
 /// Number of lines in text (a last line without '\n' counts).
 [[nodiscard]] int count_lines(const std::string& text);

@@ -5,10 +5,10 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
-#include <numeric>
 #include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <oneapi/tbb/parallel_for.h>
@@ -26,7 +26,10 @@ using RowMatrixFMap = Eigen::Map<const RowMatrixF, 0, Eigen::OuterStride<>>;
 // runs it or how many there are, so the iterates are bitwise reproducible.
 constexpr Index rows_per_task = 256;      // rows of F (and Z, G) per task of F U and of the loss
 constexpr Index columns_per_task = 256;   // columns of F (rows of F^T G) per task of F^T G
-constexpr Index rows_per_partial = 2048;  // F^T G: float partial products summed in double
+// F^T G: float partial products over this many rows, summed in double. Their rounding
+// bounds the relative duality gap reachable at small beta (about 1e-5 at beta_max / 500
+// on Gaussian features); smaller blocks slow the product down (Eigen's packing).
+constexpr Index rows_per_partial = 512;
 
 // Prox steps tried per iteration before the line search counts as failed (scnn: 50 at 0.8).
 constexpr int max_backtracks = 60;
@@ -57,20 +60,18 @@ std::array<double, K> sum_over_rows(Index n, Kernel&& kernel) {
     return total;
 }
 
-double squared_norm(const RowMatrixF& a) {
-    double sum = 0.0;
-    for (Index i = 0; i < a.size(); ++i) sum += static_cast<double>(a.data()[i]) * a.data()[i];
-    return sum;
-}
-
 /// Norms of the groups: entry (b, c) = ||U[b*h:(b+1)*h, c]||, in double.
-Eigen::MatrixXd group_norms(const RowMatrixF& weights, int h) {
+template <typename Derived>
+Eigen::MatrixXd group_norms(const Eigen::MatrixBase<Derived>& weights, int h) {
     const Index blocks = weights.rows() / h;
     Eigen::MatrixXd norms(blocks, weights.cols());
     for (Index b = 0; b < blocks; ++b)
         for (Index c = 0; c < weights.cols(); ++c) {
             double sum = 0.0;
-            for (Index i = b * h; i < (b + 1) * h; ++i) sum += static_cast<double>(weights(i, c)) * weights(i, c);
+            for (Index i = b * h; i < (b + 1) * h; ++i) {
+                const double x = static_cast<double>(weights(i, c));
+                sum += x * x;
+            }
             norms(b, c) = std::sqrt(sum);
         }
     return norms;
@@ -240,16 +241,14 @@ private:
     int classes_;
 };
 
-/// The certificate of weights u whose logits z and gradient pieces (g = dL/dZ, grad = F^T g)
-/// are known.
-Certificate certify(const Evaluator& eval, double beta, const RowMatrixF& u, const RowMatrixD& z,
-                    double loss_value, const RowMatrixF& grad) {
-    const int h = eval.block_width();
-    const double regularizer = beta * group_norms(u, h).sum();
-    const double grad_max = group_norms(grad, h).maxCoeff();
+/// The certificate of a point with objective `primal`, its dual point built from logits z
+/// (Theta = s G(z)) whose gradient grad = F^T G(z) is given. Any z gives a valid bound;
+/// the solver passes the logits of its double-precision iterate.
+Certificate certify(const Evaluator& eval, double beta, double primal, const RowMatrixD& z, const RowMatrixF& grad) {
+    const double grad_max = group_norms(grad, eval.block_width()).maxCoeff();
     const double s = grad_max > beta ? beta / grad_max : 1.0;
     Certificate cert;
-    cert.primal = loss_value + regularizer;
+    cert.primal = primal;
     cert.dual = eval.dual(z, s);
     cert.gap = cert.primal - cert.dual;
     cert.rel_gap = cert.gap / std::max(cert.primal, std::numeric_limits<double>::min());
@@ -262,7 +261,7 @@ Certificate certify(const Evaluator& eval, double beta, const RowMatrixF& u, con
 }
 
 /// u = prox_{eta beta R}(v - eta grad): each group scaled by max(0, 1 - eta beta / ||group||).
-void prox_step(const RowMatrixF& v, const RowMatrixF& grad, double eta, double beta, int h, RowMatrixF& u) {
+void prox_step(const RowMatrixD& v, const RowMatrixF& grad, double eta, double beta, int h, RowMatrixD& u) {
     u.resize(v.rows(), v.cols());
     const Index blocks = v.rows() / h;
     std::vector<double> x(static_cast<std::size_t>(h));
@@ -271,12 +270,12 @@ void prox_step(const RowMatrixF& v, const RowMatrixF& grad, double eta, double b
             double sum = 0.0;
             for (int i = 0; i < h; ++i) {
                 const Index row = b * h + i;
-                x[i] = static_cast<double>(v(row, c)) - eta * static_cast<double>(grad(row, c));
+                x[i] = v(row, c) - eta * static_cast<double>(grad(row, c));
                 sum += x[i] * x[i];
             }
             const double norm = std::sqrt(sum);
             const double scale = norm > eta * beta ? 1.0 - eta * beta / norm : 0.0;
-            for (int i = 0; i < h; ++i) u(b * h + i, c) = static_cast<float>(scale * x[i]);
+            for (int i = 0; i < h; ++i) u(b * h + i, c) = scale * x[i];
         }
 }
 
@@ -420,7 +419,7 @@ Certificate certificate(const GroupLassoProblem& problem, double beta, const Row
     eval.forward(weights, z);
     const double loss_value = eval.loss(z, &g);
     eval.backward(g, grad);
-    return certify(eval, beta, weights, z, loss_value, grad);
+    return certify(eval, beta, loss_value + beta * group_norms(weights, problem.block_width).sum(), z, grad);
 }
 
 double kkt_residual(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights) {
@@ -474,38 +473,51 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     info.beta = beta;
     info.groups = static_cast<int>(problem.blocks() * problem.classes);
 
-    // w: iterate, v: extrapolation point, wp: candidate, d = wp - v. Logits are cached in
-    // double so that every iteration needs one F U product per step tried: Z at the
-    // candidate is Z(v) + F d, and Z at the next extrapolation point is the momentum
-    // combination of the Z at the last two iterates. At checks Z(w) and Z(v) are
-    // recomputed, so the certificate is exactly that of the returned weights and rounding
-    // cannot accumulate across checks.
-    RowMatrixF& w = weights;
-    RowMatrixF v = w, wp, d, gv, grad_v, gw, grad_w;
-    RowMatrixD zw, zv, zp, zd;
+    // The iterates w (current), v (extrapolation point) and wp (candidate) are kept in
+    // double: a float iterate cannot take steps below its rounding unit, and near the
+    // optimum at small beta this leaves the gradient, and so the duality gap, stuck
+    // orders of magnitude above the tolerance. Only the step d = wp - v is rounded to
+    // float for the product with F, which keeps its relative accuracy.
+    // Logits are cached in double so that every iteration needs one F U product per step
+    // tried: Z(wp) = Z(v) + F d, and Z at the next extrapolation point is the momentum
+    // combination of the Z at the last two iterates (a recursion with roots 1 and the
+    // momentum, so its rounding errors do not grow).
+    // At a check the returned weights are float(w): their objective comes from a fresh
+    // product, the dual point from the cached Z(w) (any dual point gives a valid bound).
+    RowMatrixD w = weights.cast<double>();
+    RowMatrixD v = w, wp;
+    RowMatrixF d, gv, grad_v, gw, grad_w;
+    RowMatrixD zw, zv, zp, zd, z_out;
+    eval.forward(weights, zw);
+    zv = zw;
     double t = 1.0;
     double eta = settings.initial_step;
     double initial_objective = 0.0;
     bool v_is_w = true;  // at the start and after a restart: the check's gradient at w is the step's at v
+
+    // Certifies float(w), left in `weights`; appends the trace row.
+    const auto check_point = [&](int iteration) {
+        weights = w.cast<float>();
+        eval.forward(weights, z_out);
+        const double primal = eval.loss(z_out, nullptr) + beta * group_norms(weights, h).sum();
+        (void)eval.loss(zw, &gw);
+        eval.backward(gw, grad_w);
+        const Certificate cert = certify(eval, beta, primal, zw, grad_w);
+        info.trace.push_back({iteration, cert.primal, cert.dual, cert.gap, cert.rel_gap, active_groups(weights, h),
+                              seconds_since(start), eta});
+        return cert;
+    };
 
     for (int k = 0;; ++k) {
         const bool time_up = settings.time_limit_s > 0.0 && seconds_since(start) >= settings.time_limit_s;
         const bool last = k >= settings.max_iters || time_up;
         const bool check = k % settings.check_every == 0 || last;
         if (check) {
-            // Resynchronize both cached logits (recomputing only one would make the momentum
-            // combination amplify their inconsistency by 1 + momentum per iteration).
-            eval.forward(w, zw);
-            if (v_is_w) zv = zw;
-            else eval.forward(v, zv);
-            const double loss_w = eval.loss(zw, &gw);
-            eval.backward(gw, grad_w);
-            const Certificate cert = certify(eval, beta, w, zw, loss_w, grad_w);
+            const Certificate cert = check_point(k);
             if (k == 0) initial_objective = cert.primal;
-            SolverProgress progress{k, cert.primal, cert.dual, cert.gap, cert.rel_gap, active_groups(w, h),
-                                    seconds_since(start), &w};
-            info.trace.push_back({progress.iteration, progress.primal, progress.dual, progress.gap,
-                                  progress.rel_gap, progress.active_groups, progress.seconds, eta});
+            const SolverTraceRow& row = info.trace.back();
+            const SolverProgress progress{k,           cert.primal,       cert.dual,   cert.gap, cert.rel_gap,
+                                          row.active_groups, row.seconds, &weights};
             const bool keep_going = !settings.on_check || settings.on_check(progress);
             const bool converged = cert.rel_gap <= settings.rel_gap_tol;
             if (converged) info.status = SolverStatus::solved;
@@ -527,10 +539,10 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         bool accepted = false;
         for (int attempt = 0; attempt < max_backtracks && !accepted; ++attempt) {
             prox_step(v, grad_v, eta, beta, h, wp);
-            d = wp - v;
+            d = (wp - v).cast<float>();
             eval.forward(d, zd);
             std::tie(divergence, loss_p) = eval.bregman(zv, zd, zp);
-            step_sq = squared_norm(d);
+            step_sq = (wp - v).squaredNorm();
             accepted = std::isfinite(divergence) && std::isfinite(loss_p) && divergence <= step_sq / (2.0 * eta);
             if (!accepted) {
                 eta *= settings.backtrack;
@@ -550,11 +562,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         if (step_sq > 5.0 * 2.0 * eta * divergence) eta *= settings.growth;
 
         // Momentum with the gradient-mapping restart (steps 3 and 4).
-        double restart_test = 0.0;
-        if (settings.restart)
-            for (Index i = 0; i < wp.size(); ++i)
-                restart_test += (static_cast<double>(wp.data()[i]) - w.data()[i]) * -static_cast<double>(d.data()[i]);
-        if (settings.restart && restart_test > 0.0) {
+        if (settings.restart && ((wp - w).array() * (v - wp).array()).sum() > 0.0) {
             t = 1.0;
             v = wp;
             zv = zp;
@@ -562,9 +570,9 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
             ++info.restarts;
         } else {
             const double t_next = 0.5 * (1.0 + std::sqrt(1.0 + 4.0 * t * t));
-            const float momentum = static_cast<float>((t - 1.0) / t_next);
+            const double momentum = (t - 1.0) / t_next;
             v = wp + momentum * (wp - w);
-            zv = zp + static_cast<double>(momentum) * (zp - zw);
+            zv = zp + momentum * (zp - zw);
             t = t_next;
             v_is_w = false;
         }
@@ -572,15 +580,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         std::swap(zw, zp);
     }
 
-    if (info.status == SolverStatus::diverged) {
-        // w is the last finite iterate; certify it.
-        eval.forward(w, zw);
-        const double loss_w = eval.loss(zw, &gw);
-        eval.backward(gw, grad_w);
-        const Certificate cert = certify(eval, beta, w, zw, loss_w, grad_w);
-        info.trace.push_back({info.iterations, cert.primal, cert.dual, cert.gap, cert.rel_gap, active_groups(w, h),
-                              seconds_since(start), eta});
-    }
+    if (info.status == SolverStatus::diverged) (void)check_point(info.iterations);
     const SolverTraceRow& final_row = info.trace.back();
     info.primal = final_row.primal;
     info.dual = final_row.dual;

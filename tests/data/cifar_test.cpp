@@ -30,21 +30,6 @@ std::vector<std::uint8_t> cifar_records(const std::vector<std::uint8_t>& labels,
 }
 
 
-std::string expect_error(const std::function<void()>& read, ErrorKind kind, const fs::path& path,
-                         const std::string& fragment) {
-    try {
-        read();
-    } catch (const Error& error) {
-        const std::string message = error.what();
-        EXPECT_EQ(error.kind(), kind) << message;
-        EXPECT_TRUE(message.starts_with(path.string() + ": ")) << message;
-        EXPECT_NE(message.find(fragment), std::string::npos) << message;
-        EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-        return message;
-    }
-    ADD_FAILURE() << "expected an error for " << path;
-    return {};
-}
 
 }  // namespace
 
@@ -86,10 +71,10 @@ TEST(CifarBatch, ClassNamesFromMetaFile) {
               (std::vector<std::string>{"a0", "b1", "c2", "d3", "e4", "f5", "g6", "h7", "i8", "j9"}));
 
     test::write_text(dir / "batches.meta.txt", "a\nb\nc\n");
-    expect_error([&] { (void)read_cifar_batch(dir / "test_batch.bin"); }, ErrorKind::bad_input,
+    test::expect_file_error([&] { (void)read_cifar_batch(dir / "test_batch.bin"); }, ErrorKind::bad_input,
                  dir / "batches.meta.txt", "expected 10 class names, one per line, found 3 lines");
     test::write_text(dir / "batches.meta.txt", "a\nb\n\nc\nd\ne\nf\ng\nh\ni\n");
-    expect_error([&] { (void)read_cifar_class_names(dir.path()); }, ErrorKind::bad_input, dir / "batches.meta.txt",
+    test::expect_file_error([&] { (void)read_cifar_class_names(dir.path()); }, ErrorKind::bad_input, dir / "batches.meta.txt",
                  "with blank ones among them");
 }
 
@@ -99,11 +84,11 @@ TEST(CifarErrors, SizeNotMultipleOfRecord) {
     bytes.resize(bytes.size() + 5);
     const fs::path raw = dir / "raw.bin";
     test::write_bytes(raw, bytes);
-    EXPECT_EQ(expect_error([&] { (void)read_cifar_batch(raw); }, ErrorKind::bad_input, raw, ""),
+    EXPECT_EQ(test::expect_file_error([&] { (void)read_cifar_batch(raw); }, ErrorKind::bad_input, raw, ""),
               raw.string() + ": size 6151 is not a multiple of the 3073-byte CIFAR-10 record");
     const fs::path gz = dir / "short.bin.gz";
     test::write_gzip(gz, bytes);
-    expect_error([&] { (void)read_cifar_batch(gz); }, ErrorKind::bad_input, gz,
+    test::expect_file_error([&] { (void)read_cifar_batch(gz); }, ErrorKind::bad_input, gz,
                  "size 6151 (after decompression) is not a multiple of the 3073-byte CIFAR-10 record");
 }
 
@@ -114,11 +99,11 @@ TEST(CifarErrors, TruncatedGzipStream) {
     const auto gz = test::read_bytes(full);
     const fs::path cut = dir / "cut.bin.gz";
     test::write_bytes(cut, std::vector<std::uint8_t>(gz.begin(), gz.begin() + static_cast<long>(gz.size() / 2)));
-    expect_error([&] { (void)read_cifar_batch(cut); }, ErrorKind::bad_input, cut,
+    test::expect_file_error([&] { (void)read_cifar_batch(cut); }, ErrorKind::bad_input, cut,
                  "is not a multiple of the 3073-byte CIFAR-10 record; the gzip stream is truncated (unexpected end of file)");
     const fs::path no_trailer = dir / "no_trailer.bin.gz";
     test::write_bytes(no_trailer, std::vector<std::uint8_t>(gz.begin(), gz.end() - 8));
-    expect_error([&] { (void)read_cifar_batch(no_trailer); }, ErrorKind::bad_input, no_trailer,
+    test::expect_file_error([&] { (void)read_cifar_batch(no_trailer); }, ErrorKind::bad_input, no_trailer,
                  "truncated gzip stream: unexpected end of file");
 }
 
@@ -126,7 +111,7 @@ TEST(CifarErrors, LabelOutOfRange) {
     test::ScratchDir dir;
     const fs::path path = dir / "batch.bin";
     test::write_bytes(path, cifar_records({3, 10, 4}));
-    expect_error([&] { (void)read_cifar_batch(path); }, ErrorKind::bad_input, path,
+    test::expect_file_error([&] { (void)read_cifar_batch(path); }, ErrorKind::bad_input, path,
                  "record 1 has label 10, expected 0 to 9");
 }
 
@@ -136,13 +121,13 @@ TEST(CifarErrors, RecordCapRawAndGzip) {
     test::write_gzip(dir / "three.bin.gz", cifar_records({1, 2, 3}));
     CifarLimits limits;
     limits.max_records = 2;
-    expect_error([&] { (void)read_cifar_batch(dir / "three.bin", limits); }, ErrorKind::limit, dir / "three.bin",
+    test::expect_file_error([&] { (void)read_cifar_batch(dir / "three.bin", limits); }, ErrorKind::limit, dir / "three.bin",
                  "holds 3 records, over the limit of 2");
-    expect_error([&] { (void)read_cifar_batch(dir / "three.bin.gz", limits); }, ErrorKind::limit,
+    test::expect_file_error([&] { (void)read_cifar_batch(dir / "three.bin.gz", limits); }, ErrorKind::limit,
                  dir / "three.bin.gz", "holds more than 2 records, over the limit of 2");
     // The cap is on the total of a list.
     test::write_bytes(dir / "one.bin", cifar_records({1}));
-    expect_error([&] { (void)read_cifar_batches({dir / "one.bin", dir / "one.bin", dir / "one.bin"}, limits); },
+    test::expect_file_error([&] { (void)read_cifar_batches({dir / "one.bin", dir / "one.bin", dir / "one.bin"}, limits); },
                  ErrorKind::limit, dir / "one.bin",
                  "holds 1 record (plus 2 records in earlier batches), over the limit of 2");
     limits.max_records = 3;
@@ -156,11 +141,11 @@ TEST(CifarErrors, CorruptGzipEmptyAndMissing) {
     auto bytes = test::read_bytes(gz);
     bytes[bytes.size() - 8] ^= 0x55;  // CRC-32 of the trailer
     test::write_bytes(gz, bytes);
-    expect_error([&] { (void)read_cifar_batch(gz); }, ErrorKind::bad_input, gz, "corrupt gzip data: incorrect data check");
+    test::expect_file_error([&] { (void)read_cifar_batch(gz); }, ErrorKind::bad_input, gz, "corrupt gzip data: incorrect data check");
 
     test::write_bytes(dir / "empty.bin", {});
-    EXPECT_EQ(expect_error([&] { (void)read_cifar_batch(dir / "empty.bin"); }, ErrorKind::bad_input, dir / "empty.bin", ""),
+    EXPECT_EQ(test::expect_file_error([&] { (void)read_cifar_batch(dir / "empty.bin"); }, ErrorKind::bad_input, dir / "empty.bin", ""),
               (dir / "empty.bin").string() + ": empty file (0 bytes)");
-    EXPECT_EQ(expect_error([&] { (void)read_cifar_batch(dir / "none.bin"); }, ErrorKind::bad_input, dir / "none.bin", ""),
+    EXPECT_EQ(test::expect_file_error([&] { (void)read_cifar_batch(dir / "none.bin"); }, ErrorKind::bad_input, dir / "none.bin", ""),
               (dir / "none.bin").string() + ": no such file");
 }

@@ -42,23 +42,6 @@ std::vector<std::uint8_t> idx_labels(const std::vector<std::uint8_t>& labels) {
 }
 
 
-// Runs `read`, expects a cvxcnn::Error of `kind` whose one-line message starts with
-// "<path>: " and contains `fragment`; returns the message.
-std::string expect_error(const std::function<void()>& read, ErrorKind kind, const fs::path& path,
-                         const std::string& fragment) {
-    try {
-        read();
-    } catch (const Error& error) {
-        const std::string message = error.what();
-        EXPECT_EQ(error.kind(), kind) << message;
-        EXPECT_TRUE(message.starts_with(path.string() + ": ")) << message;
-        EXPECT_NE(message.find(fragment), std::string::npos) << message;
-        EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-        return message;
-    }
-    ADD_FAILURE() << "expected an error for " << path;
-    return {};
-}
 
 }  // namespace
 
@@ -103,19 +86,19 @@ TEST(IdxErrors, WrongMagicTypeAndDimensions) {
     test::ScratchDir dir;
     const fs::path path = dir / "bad";
     test::write_bytes(path, idx_images(1, 2, 2, 0x12345678));
-    EXPECT_EQ(expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, ""),
+    EXPECT_EQ(test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, ""),
               path.string() +
                   ": wrong magic 0x12345678, expected 0x00000803 (IDX unsigned-byte images); not an IDX file");
 
     test::write_bytes(path, idx_images(1, 2, 2, 0x00000D03));  // float elements
-    expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path,
+    test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path,
                  "wrong magic 0x00000D03, expected 0x00000803 (IDX unsigned-byte images); element type 0x0D");
 
     test::write_bytes(path, idx_labels({1, 2}));  // a label file where images are expected
-    expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path,
+    test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path,
                  "1 dimensions, expected 3 (is this the label file?)");
     test::write_bytes(path, idx_images(1, 2, 2));
-    expect_error([&] { (void)read_idx_labels(path); }, ErrorKind::bad_input, path,
+    test::expect_file_error([&] { (void)read_idx_labels(path); }, ErrorKind::bad_input, path,
                  "wrong magic 0x00000803, expected 0x00000801 (IDX unsigned-byte labels)");
 }
 
@@ -126,19 +109,19 @@ TEST(IdxErrors, TruncatedDataRawAndGzip) {
     test::write_bytes(dir / "short", bytes);
     test::write_gzip(dir / "short.gz", bytes);  // a well-formed gzip of a short file
     for (const fs::path& path : {dir / "short", dir / "short.gz"})
-        EXPECT_EQ(expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, ""),
+        EXPECT_EQ(test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, ""),
                   path.string() + ": truncated: header declares 5 images of 28x28 (3920 bytes), file has only 3000");
 
     bytes.resize(10);  // inside the header
     test::write_bytes(dir / "header", bytes);
-    expect_error([&] { (void)read_idx_images(dir / "header"); }, ErrorKind::bad_input, dir / "header",
+    test::expect_file_error([&] { (void)read_idx_images(dir / "header"); }, ErrorKind::bad_input, dir / "header",
                  "truncated: header ends after 10 of its 16 bytes");
 
     test::write_bytes(dir / "labels", idx_labels({1, 2, 3}));
     auto labels = test::read_bytes(dir / "labels");
     labels.pop_back();
     test::write_bytes(dir / "labels", labels);
-    expect_error([&] { (void)read_idx_labels(dir / "labels"); }, ErrorKind::bad_input, dir / "labels",
+    test::expect_file_error([&] { (void)read_idx_labels(dir / "labels"); }, ErrorKind::bad_input, dir / "labels",
                  "truncated: header declares 3 labels (3 bytes), file has only 2");
 }
 
@@ -151,13 +134,13 @@ TEST(IdxErrors, TruncatedGzipStream) {
     // Cut inside the compressed data: the data ends early and zlib says why.
     const fs::path cut = dir / "cut.gz";
     test::write_bytes(cut, std::vector<std::uint8_t>(gz.begin(), gz.begin() + static_cast<long>(gz.size() / 2)));
-    expect_error([&] { (void)read_idx_images(cut); }, ErrorKind::bad_input, cut,
+    test::expect_file_error([&] { (void)read_idx_images(cut); }, ErrorKind::bad_input, cut,
                  "(gzip stream ends early: unexpected end of file)");
 
     // Only the 8-byte CRC/length trailer missing: all pixels arrive, still refused.
     const fs::path no_trailer = dir / "no_trailer.gz";
     test::write_bytes(no_trailer, std::vector<std::uint8_t>(gz.begin(), gz.end() - 8));
-    expect_error([&] { (void)read_idx_images(no_trailer); }, ErrorKind::bad_input, no_trailer,
+    test::expect_file_error([&] { (void)read_idx_images(no_trailer); }, ErrorKind::bad_input, no_trailer,
                  "truncated gzip stream: unexpected end of file");
 }
 
@@ -168,12 +151,12 @@ TEST(IdxErrors, TrailingBytes) {
     test::write_bytes(dir / "images", bytes);
     test::write_gzip(dir / "images.gz", bytes);
     for (const fs::path& path : {dir / "images", dir / "images.gz"})
-        expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path,
+        test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path,
                      "trailing data: 3 extra bytes after the 2 images of 3x3 the header declares");
     auto labels = idx_labels({1});
     labels.push_back(0);
     test::write_bytes(dir / "labels", labels);
-    expect_error([&] { (void)read_idx_labels(dir / "labels"); }, ErrorKind::bad_input, dir / "labels",
+    test::expect_file_error([&] { (void)read_idx_labels(dir / "labels"); }, ErrorKind::bad_input, dir / "labels",
                  "trailing data: 1 extra bytes");
 }
 
@@ -189,21 +172,21 @@ TEST(IdxErrors, HugeDeclaredSizesRefusedBeforeAllocating) {
         test::write_bytes(path, bytes);
     };
     header(0x803, {0xFFFFFFFF, 28, 28});
-    expect_error([&] { (void)read_idx_images(path); }, ErrorKind::limit, path,
+    test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::limit, path,
                  "header declares 4294967295 images, over the limit of 10000000");
     header(0x803, {1, 100000, 28});
-    expect_error([&] { (void)read_idx_images(path); }, ErrorKind::limit, path,
+    test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::limit, path,
                  "images of 100000x28, over the limit of 4096 pixels per side");
     header(0x803, {10'000'000, 4096, 4096});  // every size within its cap, the product is not
-    expect_error([&] { (void)read_idx_images(path); }, ErrorKind::limit, path,
+    test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::limit, path,
                  "(167772160000000 bytes), over the limit of 2147483648 bytes");
     header(0x801, {0xFFFFFFFF});
-    expect_error([&] { (void)read_idx_labels(path); }, ErrorKind::limit, path, "over the limit of 10000000");
+    test::expect_file_error([&] { (void)read_idx_labels(path); }, ErrorKind::limit, path, "over the limit of 10000000");
     // A lower configured cap applies too.
     header(0x803, {100, 28, 28});
     IdxLimits small;
     small.max_payload_bytes = 78399;
-    expect_error([&] { (void)read_idx_images(path, small); }, ErrorKind::limit, path, "over the limit of 78399 bytes");
+    test::expect_file_error([&] { (void)read_idx_images(path, small); }, ErrorKind::limit, path, "over the limit of 78399 bytes");
     EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 1.0);
 }
 
@@ -211,9 +194,9 @@ TEST(IdxErrors, ZeroSizes) {
     test::ScratchDir dir;
     const fs::path path = dir / "zero";
     test::write_bytes(path, idx_images(0, 28, 28));
-    expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, "header declares 0 images");
+    test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, "header declares 0 images");
     test::write_bytes(path, idx_images(2, 0, 28));
-    expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, "0x28 pixels (no pixels)");
+    test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, "0x28 pixels (no pixels)");
 }
 
 TEST(IdxErrors, LabelOutOfRangeAndCountMismatch) {
@@ -221,12 +204,12 @@ TEST(IdxErrors, LabelOutOfRangeAndCountMismatch) {
     test::write_gzip(dir / "images.gz", idx_images(3, 2, 2));
     test::write_bytes(dir / "labels", idx_labels({0, 10, 1}));
     const std::vector<std::string> ten{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
-    expect_error([&] { (void)read_idx_dataset(dir / "images.gz", dir / "labels", ten); }, ErrorKind::bad_input,
+    test::expect_file_error([&] { (void)read_idx_dataset(dir / "images.gz", dir / "labels", ten); }, ErrorKind::bad_input,
                  dir / "labels", "label 10 of item 1 is out of range for 10 classes (0 to 9)");
 
     test::write_bytes(dir / "labels", idx_labels({0, 1}));
     const std::string message =
-        expect_error([&] { (void)read_idx_dataset(dir / "images.gz", dir / "labels", ten); }, ErrorKind::bad_input,
+        test::expect_file_error([&] { (void)read_idx_dataset(dir / "images.gz", dir / "labels", ten); }, ErrorKind::bad_input,
                      dir / "labels", "has 2 labels but");
     EXPECT_NE(message.find((dir / "images.gz").string() + " has 3 images"), std::string::npos) << message;
 }
@@ -239,23 +222,23 @@ TEST(IdxErrors, CorruptGzipStream) {
     // Wrong CRC-32 in the trailer: the data inflate fine, the check fails.
     gz[gz.size() - 8] ^= 0xFF;
     test::write_bytes(path, gz);
-    expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path,
+    test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path,
                  "corrupt gzip data: incorrect data check");
     // Garbage in the middle of the deflate stream.
     for (std::size_t i = 12; i < gz.size() - 8; i += 3) gz[i] = 0xFF;
     test::write_bytes(path, gz);
-    expect_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, "corrupt gzip data: ");
+    test::expect_file_error([&] { (void)read_idx_images(path); }, ErrorKind::bad_input, path, "corrupt gzip data: ");
 }
 
 TEST(IdxErrors, EmptyMissingAndDirectory) {
     test::ScratchDir dir;
     test::write_bytes(dir / "empty", {});
-    EXPECT_EQ(expect_error([&] { (void)read_idx_images(dir / "empty"); }, ErrorKind::bad_input, dir / "empty", ""),
+    EXPECT_EQ(test::expect_file_error([&] { (void)read_idx_images(dir / "empty"); }, ErrorKind::bad_input, dir / "empty", ""),
               (dir / "empty").string() + ": empty file (0 bytes)");
     test::write_gzip(dir / "empty.gz", {});
-    expect_error([&] { (void)read_idx_labels(dir / "empty.gz"); }, ErrorKind::bad_input, dir / "empty.gz",
+    test::expect_file_error([&] { (void)read_idx_labels(dir / "empty.gz"); }, ErrorKind::bad_input, dir / "empty.gz",
                  "no data after decompression");
-    EXPECT_EQ(expect_error([&] { (void)read_idx_images(dir / "missing"); }, ErrorKind::bad_input, dir / "missing", ""),
+    EXPECT_EQ(test::expect_file_error([&] { (void)read_idx_images(dir / "missing"); }, ErrorKind::bad_input, dir / "missing", ""),
               (dir / "missing").string() + ": no such file");
-    expect_error([&] { (void)read_idx_labels(dir.path()); }, ErrorKind::bad_input, dir.path(), "not a regular file");
+    test::expect_file_error([&] { (void)read_idx_labels(dir.path()); }, ErrorKind::bad_input, dir.path(), "not a regular file");
 }

@@ -5,10 +5,12 @@
 #include <oneapi/tbb/global_control.h>
 #include <Eigen/SVD>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cvxcnn/util/error.hpp"
@@ -173,10 +175,12 @@ TEST(GroupLassoSolver, SolutionsAreCertifiedByGapAndKkt) {
             EXPECT_EQ(info.status, SolverStatus::solved) << to_string(info.status);
             EXPECT_LE(info.gap, 1e-6 * info.primal);
             EXPECT_GE(info.gap, -1e-7 * info.primal);
+            // The independent certificate of the returned float weights (their own
+            // gradient as the dual point, where the solver uses its double iterate's).
             const Certificate cert = certificate(problem, ratio * top, u);
-            EXPECT_NEAR(cert.primal, info.primal, 1e-9 * info.primal);
-            EXPECT_NEAR(cert.dual, info.dual, 1e-9 * info.primal);
-            EXPECT_LT(kkt_residual(problem, ratio * top, u), 2e-3);
+            EXPECT_NEAR(cert.primal, info.primal, 1e-12 * info.primal);
+            EXPECT_LE(cert.rel_gap, 1e-5);
+            EXPECT_LT(kkt_residual(problem, ratio * top, u), 1e-4);
             EXPECT_EQ(info.active_groups, count_active(u, data.block_width));
             EXPECT_EQ(info.trace.back().iteration, info.iterations);
         }
@@ -315,7 +319,6 @@ TEST(GroupLassoSolver, ResultDoesNotDependOnTheThreadCount) {
             const oneapi::tbb::global_control limit(oneapi::tbb::global_control::max_allowed_parallelism, threads);
             RowMatrixF u = data.zeros();
             const SolveInfo info = solve_group_lasso(problem, settings_for(beta, 0.0, 40), u);
-            EXPECT_EQ(info.status, SolverStatus::max_iters_reached);
             return std::make_pair(u, info);
         };
         const auto [u1, info1] = run(1);
@@ -323,6 +326,7 @@ TEST(GroupLassoSolver, ResultDoesNotDependOnTheThreadCount) {
         EXPECT_TRUE((u1.array() == u2.array()).all());
         EXPECT_EQ(info1.primal, info2.primal);
         EXPECT_EQ(info1.dual, info2.dual);
+        EXPECT_EQ(info1.iterations, info2.iterations);
         EXPECT_EQ(info1.backtracks, info2.backtracks);
     }
 }
@@ -445,14 +449,22 @@ TEST(GroupLassoSolver, StopsWithTheRightStatus) {
     EXPECT_EQ(info.trace.back().iteration, 7);
     EXPECT_EQ(info.primal, certificate(problem, beta, u).primal);
 
+    // A slow callback (10 ms per check, every iteration) runs into a 50 ms limit long
+    // before the tolerance 0 (a gap of exactly zero) could be met.
     u = data.zeros();
     SolverSettings limited = settings_for(beta, 0.0, 1000000);
     limited.time_limit_s = 0.05;
+    limited.check_every = 1;
+    limited.on_check = [](const SolverProgress&) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        return true;
+    };
     info = solve_group_lasso(problem, limited, u);
     EXPECT_EQ(info.status, SolverStatus::time_limit_reached);
     EXPECT_GE(info.seconds, 0.05);
     EXPECT_LT(info.seconds, 5.0);
-    EXPECT_LT(info.iterations, 1000000);
+    EXPECT_GE(info.iterations, 1);
+    EXPECT_LE(info.iterations, 6);
 
     u = data.zeros();
     SolverSettings watched = settings_for(beta, 0.0, 1000);

@@ -104,7 +104,7 @@ enum class SolverStatus {
     max_iters_reached,
     time_limit_reached,
     stopped,             ///< on_check returned false
-    diverged,            ///< non-finite or exploding objective; weights = last finite iterate
+    diverged,            ///< non-finite or exploding objective, or a failed line search; weights = last finite iterate
 };
 [[nodiscard]] std::string_view to_string(SolverStatus status) noexcept;  ///< e.g. "max-iters-reached"
 
@@ -148,11 +148,12 @@ struct Certificate {
 // ---- the functions ---------------------------------------------------------------------
 
 /// Minimizes P(U) starting from `weights` ((B*h) x C: the warm start, zeros for a cold
-/// start) and leaves the last iterate there (the certified one in SolveInfo).
-/// Cost per iteration: one F^T G, one F U per step tried, plus one F^T G per check; both
-/// products are TBB-parallel over fixed blocks, so the weights are bitwise the same for
-/// any thread count. Throws cvxcnn::Error (bad_input) for invalid settings, problem or
-/// warm start; (internal) for a negative duality gap beyond rounding.
+/// start) and leaves the last iterate there, rounded to float (the iterates themselves are
+/// double; SolveInfo certifies exactly the float weights returned).
+/// Cost per iteration: one F^T G and one F U per step tried, plus one F U and one F^T G
+/// per check; both products are TBB-parallel over fixed blocks, so the weights are bitwise
+/// the same for any thread count. Throws cvxcnn::Error (bad_input) for invalid settings,
+/// problem or warm start; (internal) for a negative duality gap beyond rounding.
 SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettings& settings, RowMatrixF& weights);
 
 /// max_{b,c} ||(F^T G0)_{b,c}|| with G0 = dL/dZ at U = 0: for beta >= beta_max, U = 0 is
@@ -160,7 +161,8 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
 [[nodiscard]] double beta_max(const GroupLassoProblem& problem);
 
 /// P, the dual value of the scaled gradient and their gap at any weights (one F U and one
-/// F^T G). Throws as solve_group_lasso.
+/// F^T G). The solver's own certificate uses the gradient at its double iterate instead,
+/// so at small beta it can be tighter than this one. Throws as solve_group_lasso.
 [[nodiscard]] Certificate certificate(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights);
 
 /// Max over groups of the norm of the minimum-norm subgradient of P, divided by beta:
