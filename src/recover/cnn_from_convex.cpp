@@ -17,7 +17,7 @@ struct ActiveGroup {
 
 }  // namespace
 
-Model recover_gated_cnn(const ConvexFeatures& layout, const SignPatterns& patterns, const RowMatrixF& weights,
+Model recover_gated_cnn(const ConvexFeatures& layout, const RowMatrixF& generators, const RowMatrixF& weights,
                         const PatchMatrices& patches, std::vector<std::string> class_names,
                         const Normalization& normalization) {
     const Architecture& architecture = patches.architecture();
@@ -26,7 +26,7 @@ Model recover_gated_cnn(const ConvexFeatures& layout, const SignPatterns& patter
     const int h = layout.block_width;
     const int classes = static_cast<int>(class_names.size());
     if (weights.rows() != static_cast<Eigen::Index>(layout.blocks()) * h || weights.cols() != classes ||
-        static_cast<int>(patterns.count()) != layout.patterns || patterns.generators.cols() != h)
+        generators.rows() != layout.patterns || generators.cols() != h)
         throw Error(ErrorKind::internal, "recover_gated_cnn: solution, patterns and layout disagree in size");
 
     // Fixed order (block, then class) so the filter order is the same on every run.
@@ -62,7 +62,7 @@ Model recover_gated_cnn(const ConvexFeatures& layout, const SignPatterns& patter
         float* gate = model.gate_weight.data.data() + static_cast<std::size_t>(f) * h;
         for (int j = 0; j < h; ++j) {
             filter[j] = weights(static_cast<Eigen::Index>(group.block) * h + j, group.label) / scale;
-            gate[j] = patterns.generators(pattern, j);
+            gate[j] = generators(pattern, j);
         }
         const std::size_t feature = static_cast<std::size_t>(f) * regions + region;
         model.fc_weight.data[static_cast<std::size_t>(group.label) * model.fc_weight.shape[1] + feature] =

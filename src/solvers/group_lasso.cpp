@@ -397,16 +397,31 @@ int active_groups(const RowMatrixF& weights, int block_width) {
     return count;
 }
 
+namespace {
+
+// Logits, loss and gradient at one point: what every public query needs.
+struct PointEvaluation {
+    RowMatrixD z;
+    RowMatrixF grad;
+    double loss = 0.0;
+};
+
+PointEvaluation evaluate_at(const Evaluator& eval, const RowMatrixF& weights) {
+    PointEvaluation point;
+    RowMatrixF g;
+    eval.forward(weights, point.z);
+    point.loss = eval.loss(point.z, &g);
+    eval.backward(g, point.grad);
+    return point;
+}
+
+}  // namespace
+
 double beta_max(const GroupLassoProblem& problem) {
     problem.validate();
     const Evaluator eval(problem);
-    const RowMatrixF u = RowMatrixF::Zero(problem.columns(), problem.classes);
-    RowMatrixD z;
-    RowMatrixF g, grad;
-    eval.forward(u, z);
-    (void)eval.loss(z, &g);
-    eval.backward(g, grad);
-    return group_norms(grad, problem.block_width).maxCoeff();
+    const PointEvaluation zero = evaluate_at(eval, RowMatrixF::Zero(problem.columns(), problem.classes));
+    return group_norms(zero.grad, problem.block_width).maxCoeff();
 }
 
 Certificate certificate(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights) {
@@ -414,12 +429,9 @@ Certificate certificate(const GroupLassoProblem& problem, double beta, const Row
     check_beta(beta);
     check_weights(problem, weights);
     const Evaluator eval(problem);
-    RowMatrixD z;
-    RowMatrixF g, grad;
-    eval.forward(weights, z);
-    const double loss_value = eval.loss(z, &g);
-    eval.backward(g, grad);
-    return certify(eval, beta, loss_value + beta * group_norms(weights, problem.block_width).sum(), z, grad);
+    const PointEvaluation point = evaluate_at(eval, weights);
+    return certify(eval, beta, point.loss + beta * group_norms(weights, problem.block_width).sum(), point.z,
+                   point.grad);
 }
 
 double kkt_residual(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights) {
@@ -427,11 +439,7 @@ double kkt_residual(const GroupLassoProblem& problem, double beta, const RowMatr
     check_beta(beta);
     check_weights(problem, weights);
     const Evaluator eval(problem);
-    RowMatrixD z;
-    RowMatrixF g, grad;
-    eval.forward(weights, z);
-    (void)eval.loss(z, &g);
-    eval.backward(g, grad);
+    const RowMatrixF grad = evaluate_at(eval, weights).grad;
     const int h = problem.block_width;
     double worst = 0.0;
     for (Index b = 0; b < problem.blocks(); ++b)

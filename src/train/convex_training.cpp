@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 
+#include "cvxcnn/engine/reference_engine.hpp"
 #include "cvxcnn/patches/patch_matrix.hpp"
 #include "cvxcnn/problem/convex_features.hpp"
 #include "cvxcnn/recover/cnn_from_convex.hpp"
@@ -23,13 +24,9 @@ double seconds_since(Clock::time_point start) {
 
 double accuracy_of(const RowMatrixF& features, const RowMatrixF& weights, std::span<const std::int32_t> labels) {
     if (labels.empty()) return -1.0;
-    const RowMatrixF logits = features * weights;
+    const std::vector<std::int32_t> predicted = argmax_rows(features * weights);
     std::size_t correct = 0;
-    for (Eigen::Index j = 0; j < logits.rows(); ++j) {
-        Eigen::Index predicted = 0;
-        logits.row(j).maxCoeff(&predicted);
-        correct += predicted == labels[static_cast<std::size_t>(j)];
-    }
+    for (std::size_t j = 0; j < predicted.size(); ++j) correct += predicted[j] == labels[j];
     return static_cast<double>(correct) / static_cast<double>(labels.size());
 }
 
@@ -225,10 +222,7 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
         result.val_accuracy = accuracy_of(val_features, best_weights, val.labels);
     }
 
-    SignPatterns gates;
-    gates.generators = generators;
-    gates.active_counts.assign(static_cast<std::size_t>(generators.rows()), 0);
-    result.model = recover_gated_cnn(features, gates, best_weights, train_patches, data.class_names, normalization);
+    result.model = recover_gated_cnn(features, generators, best_weights, train_patches, data.class_names, normalization);
     result.seconds = seconds_since(start);
 
     const SolveInfo& info = result.solve;

@@ -63,7 +63,7 @@ TEST(Recovery, RecoveredNetworkReproducesTheConvexModel) {
                 ++nonzero;
             }
 
-        const Model model = recover_gated_cnn(features, patterns, weights, patches, raw.class_names, normalization);
+        const Model model = recover_gated_cnn(features, patterns.generators, weights, patches, raw.class_names, normalization);
         EXPECT_EQ(model.filters(), nonzero) << "one filter per nonzero group, zero groups pruned";
         const RowMatrixF convex = features.matrix * weights;
         const RowMatrixF network = reference_logits(model, raw);

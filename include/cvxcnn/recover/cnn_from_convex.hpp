@@ -25,7 +25,8 @@ namespace cvxcnn {
 
 /// Builds the gated-ReLU CNN from a convex solution U ((P*R*h) x classes). The
 /// architecture's activation must be Activation::gated_relu. Parallel over groups (TBB).
-[[nodiscard]] Model recover_gated_cnn(const ConvexFeatures& layout, const SignPatterns& patterns,
+/// `generators` (P x h) are the gates g_i of the patterns.
+[[nodiscard]] Model recover_gated_cnn(const ConvexFeatures& layout, const RowMatrixF& generators,
                                       const RowMatrixF& weights, const PatchMatrices& patches,
                                       std::vector<std::string> class_names, const Normalization& normalization);
 
