@@ -684,4 +684,24 @@ RowMatrixF lift_generators(const RankProjection& projection, const RowMatrixF& r
     return (reduced_generators.cast<double>() * projection.basis.transpose()).cast<float>();
 }
 
+std::size_t drop_empty_patterns(SignPatterns& patterns) {
+    std::size_t kept = 0;
+    const std::size_t words = patterns.words_per_pattern;
+    for (std::size_t i = 0; i < patterns.count(); ++i) {
+        if (patterns.active_counts[i] == 0) continue;
+        if (kept != i) {
+            std::copy_n(patterns.words.begin() + static_cast<std::ptrdiff_t>(i * words), words,
+                        patterns.words.begin() + static_cast<std::ptrdiff_t>(kept * words));
+            patterns.generators.row(static_cast<Eigen::Index>(kept)) = patterns.generators.row(static_cast<Eigen::Index>(i));
+            patterns.active_counts[kept] = patterns.active_counts[i];
+        }
+        ++kept;
+    }
+    const std::size_t removed = patterns.count() - kept;
+    patterns.words.resize(kept * words);
+    patterns.active_counts.resize(kept);
+    patterns.generators.conservativeResize(static_cast<Eigen::Index>(kept), Eigen::NoChange);
+    return removed;
+}
+
 }  // namespace cvxcnn

@@ -52,6 +52,7 @@ void TrainingSettings::validate() const {
         fail("--arch " + to_string(architecture) + ": convex training supports the gated activation so far "
              "(relu, leaky and abs need the cone-constrained solver, not built yet); use e.g. conv3x3s1p1-gated-pool7");
     if (patterns < 1 || patterns > 100000) fail("--patterns " + std::to_string(patterns) + ": must be in 1..100000");
+    if (rank && (*rank < 1 || *rank > 16)) fail("--rank " + std::to_string(*rank) + ": must be in 1..16");
     if (beta && !(*beta > 0.0 && std::isfinite(*beta))) fail("--beta " + std::to_string(*beta) + ": must be positive");
     if (!(val_split >= 0.0 && val_split < 1.0)) fail("--val-split " + std::to_string(val_split) + ": must be in [0, 1)");
     if (!beta && val_split <= 0.0) fail("--beta auto picks beta on a validation split: give --val-split > 0 or a --beta");
@@ -62,6 +63,7 @@ void TrainingSettings::validate() const {
     if (!(path_rel_gap_tol > 0.0 && path_rel_gap_tol < 1.0)) fail("beta path tolerance: must be in (0, 1)");
     if (!(path_time_share > 0.0 && path_time_share <= 1.0)) fail("beta path time share: must be in (0, 1]");
     if (max_iters < 1) fail("--max-iters: must be at least 1");
+    if (path_max_iters < 1) fail("beta path iterations: must be at least 1");
     if (!(time_limit_s >= 0.0)) fail("--time-limit: must be >= 0");
 }
 
@@ -119,32 +121,60 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
     const std::size_t regions = static_cast<std::size_t>(arch.pool_grid) * arch.pool_grid;
     const std::size_t h = static_cast<std::size_t>(arch.patch_size(data.shape.channels));
     const std::size_t rows = data.size() * static_cast<std::size_t>(out_h) * out_w;
+    const std::size_t train_rows = train.size() * static_cast<std::size_t>(out_h) * out_w;
+    // Exact enumeration: the cell count's bound (exact in general position) stands in for P.
+    const std::uint64_t pattern_bound =
+        settings.rank ? count_arrangement_cells_bound(train_rows, *settings.rank) : settings.patterns;
+    if (settings.rank && pattern_bound > settings.max_enumerated_patterns)
+        throw Error(ErrorKind::limit, "--rank " + std::to_string(*settings.rank) + ": the " +
+                                          std::to_string(train_rows) + " patch hyperplanes can cut up to " +
+                                          std::to_string(pattern_bound) + " sign patterns, over the limit of " +
+                                          std::to_string(settings.max_enumerated_patterns) +
+                                          "; exact enumeration is for tiny data: lower --rank, use fewer images, "
+                                          "or sample with --patterns");
+    const auto patterns_estimate = static_cast<std::size_t>(pattern_bound);
     const std::size_t needed = patch_memory_bytes(train.size(), data.shape, arch) +
                                patch_memory_bytes(val.size(), data.shape, arch) +
-                               convex_feature_bytes(data.size(), settings.patterns, regions, h) +
-                               static_cast<std::size_t>(settings.patterns) * (rows / 8 + 8) +
-                               2 * static_cast<std::size_t>(settings.patterns) * regions * h * classes * sizeof(float);
+                               convex_feature_bytes(data.size(), patterns_estimate, regions, h) +
+                               patterns_estimate * (rows / 8 + 8) +
+                               2 * patterns_estimate * regions * h * classes * sizeof(float);
     if (settings.max_memory_bytes > 0 && needed > settings.max_memory_bytes)
         throw Error(ErrorKind::limit, "training needs about " + mib(needed) + " (patch matrices and " +
-                                          std::to_string(settings.patterns) + " patterns x " + std::to_string(regions) +
+                                          std::to_string(patterns_estimate) + " patterns x " + std::to_string(regions) +
                                           " regions of features), over --max-memory " +
-                                          mib(settings.max_memory_bytes) +
-                                          "; lower --patterns, use a coarser pool grid or fewer images");
+                                          mib(settings.max_memory_bytes) + "; lower " +
+                                          (settings.rank ? "--rank" : "--patterns") +
+                                          ", use a coarser pool grid or fewer images");
 
     TrainingResult result;
     result.train_samples = train.size();
     result.val_samples = val.size();
 
     const PatchMatrices train_patches = extract_patches(train, arch);
-    SamplingOptions sampling;
-    sampling.count = settings.patterns;
-    sampling.seed = settings.seed;
-    sampling.source = settings.pattern_source;
-    SampledPatterns sampled = sample_sign_patterns(train_patches.stacked(), sampling);
-    result.patterns_kept = sampled.patterns.count();
-    const ConvexFeatures features = build_convex_features(train_patches, sampled.patterns);
-    const RowMatrixF generators = sampled.patterns.generators;
-    sampled.patterns.words = {};  // the bits are in the features now
+    SignPatterns patterns;
+    if (settings.rank) {
+        // Every cell of the arrangement of the patches projected to rank r; the gates
+        // g = V g_r reproduce the patterns on the full patches (x . V g_r = (V^T x) . g_r).
+        const RankProjection projection = project_to_rank(train_patches.stacked(), *settings.rank);
+        EnumerationLimits limits;
+        limits.max_patterns = settings.max_enumerated_patterns;
+        patterns = enumerate_sign_patterns(projection.reduced, limits);
+        patterns.generators = lift_generators(projection, patterns.generators);
+        (void)drop_empty_patterns(patterns);
+        result.rank_residual = projection.relative_residual;
+    } else {
+        SamplingOptions sampling;
+        sampling.count = settings.patterns;
+        sampling.seed = settings.seed;
+        sampling.source = settings.pattern_source;
+        patterns = sample_sign_patterns(train_patches.stacked(), sampling).patterns;
+    }
+    if (patterns.count() == 0)
+        throw Error(ErrorKind::bad_input, "no sign pattern is active on the training patches (are all images blank?)");
+    result.patterns_kept = patterns.count();
+    const ConvexFeatures features = build_convex_features(train_patches, patterns);
+    const RowMatrixF generators = patterns.generators;
+    patterns.words = {};  // the bits are in the features now
     RowMatrixF val_features;
     if (!val.labels.empty()) {
         const PatchMatrices val_patches = extract_patches(val, arch);
@@ -159,10 +189,10 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
     const std::vector<double> betas = beta_path(settings, result.beta_max);
     const bool on_path = betas.size() > 1;
     // Solver settings for one beta; `budget_end` is when this phase's time runs out.
-    auto solver_for = [&](double beta, double tol, double budget_end_s) {
+    auto solver_for = [&](double beta, double tol, double budget_end_s, int max_iters) {
         SolverSettings solver;
         solver.beta = beta;
-        solver.max_iters = settings.max_iters;
+        solver.max_iters = max_iters;
         solver.rel_gap_tol = tol;
         solver.check_every = settings.check_every;
         if (settings.time_limit_s > 0) solver.time_limit_s = budget_end_s - seconds_since(start);
@@ -183,11 +213,16 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
         return solver;
     };
 
-    const double path_end_s = on_path ? settings.time_limit_s * settings.path_time_share : settings.time_limit_s;
-    for (const double beta : betas) {
-        if (settings.time_limit_s > 0 && seconds_since(start) >= path_end_s) break;
+    // Time left after the set-up, shared evenly between the path's betas.
+    const double setup_s = seconds_since(start);
+    const double path_share_s = (settings.time_limit_s - setup_s) * settings.path_time_share / betas.size();
+    for (std::size_t point = 0; point < betas.size(); ++point) {
+        const double beta = betas[point];
+        const double point_end_s = on_path ? setup_s + path_share_s * static_cast<double>(point + 1) : settings.time_limit_s;
+        if (settings.time_limit_s > 0 && seconds_since(start) >= point_end_s) break;
         const double tol = on_path ? std::max(settings.rel_gap_tol, settings.path_rel_gap_tol) : settings.rel_gap_tol;
-        const SolveInfo info = solve_group_lasso(problem, solver_for(beta, tol, path_end_s), weights);
+        const int max_iters = on_path ? std::min(settings.path_max_iters, settings.max_iters) : settings.max_iters;
+        const SolveInfo info = solve_group_lasso(problem, solver_for(beta, tol, point_end_s, max_iters), weights);
         const double train_acc = accuracy_of(features.matrix, weights, train.labels);
         const double val_acc = accuracy_of(val_features, weights, val.labels);
         result.path.push_back({{"beta", beta},
@@ -214,7 +249,9 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
     // The chosen beta, from where the path left it, to the certificate asked for.
     if (on_path && result.solve.rel_gap > settings.rel_gap_tol && result.solve.status != SolverStatus::diverged) {
         const SolveInfo info =
-            solve_group_lasso(problem, solver_for(result.beta, settings.rel_gap_tol, settings.time_limit_s), best_weights);
+            solve_group_lasso(problem, solver_for(result.beta, settings.rel_gap_tol, settings.time_limit_s,
+                                                  std::max(1, settings.max_iters - result.solve.iterations)),
+                              best_weights);
         const int path_iterations = result.solve.iterations;
         result.solve = info;
         result.solve.iterations += path_iterations;
@@ -241,7 +278,9 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
         {"iterations", info.iterations},
         {"patterns_requested", settings.patterns},
         {"patterns", result.patterns_kept},
-        {"pattern_source", settings.pattern_source == SamplingOptions::Source::gaussian ? "gaussian" : "data"},
+        {"pattern_source", settings.rank ? "exact enumeration at rank " + std::to_string(*settings.rank)
+                           : settings.pattern_source == SamplingOptions::Source::gaussian ? "gaussian" : "data"},
+        {"rank_residual", result.rank_residual},
         {"filters", result.model.filters()},
         {"train_samples", result.train_samples},
         {"val_samples", result.val_samples},

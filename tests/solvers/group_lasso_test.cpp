@@ -183,6 +183,9 @@ TEST(GroupLassoSolver, SolutionsAreCertifiedByGapAndKkt) {
             EXPECT_LT(kkt_residual(problem, ratio * top, u), 1e-4);
             EXPECT_EQ(info.active_groups, count_active(u, data.block_width));
             EXPECT_EQ(info.trace.back().iteration, info.iterations);
+            // The certifying dual value is the best met so far: it never decreases.
+            for (std::size_t k = 1; k < info.trace.size(); ++k)
+                EXPECT_GE(info.trace[k].dual, info.trace[k - 1].dual);
         }
     }
 }

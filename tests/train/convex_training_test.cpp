@@ -8,6 +8,8 @@
 
 #include "cvxcnn/engine/reference_engine.hpp"
 #include "cvxcnn/model/model_file.hpp"
+#include "cvxcnn/patches/patch_matrix.hpp"
+#include "cvxcnn/patterns/sign_patterns.hpp"
 #include "cvxcnn/util/error.hpp"
 #include "test_support.hpp"
 
@@ -109,6 +111,45 @@ TEST(ConvexTraining, AutoBetaWalksThePathAndKeepsTheBestValidationAccuracy) {
     EXPECT_NEAR(result.path[0]["beta"].get<double>(), settings.path_max_ratio * result.beta_max, 1e-12 * result.beta_max);
     // The path only ranks betas; the chosen one is then certified to the requested gap.
     EXPECT_LE(result.solve.rel_gap, settings.rel_gap_tol);
+}
+
+TEST(ConvexTraining, RankEnumerationTrainsOnEveryPatternOfTheArrangement) {
+    // RGB 3x3 images and a 1x1 convolution: patches are pixels, h = 3. At --rank 2 the
+    // trainer must use every cell of the arrangement of the projected patches (minus the
+    // empty one), gate them with lifted generators, and still certify its solve.
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
+    Dataset data;
+    data.shape = {3, 3, 3};
+    data.class_names = {"a", "b"};
+    for (int i = 0; i < 16; ++i) {
+        const int label = i % 2;
+        for (int v = 0; v < 27; ++v) data.images.push_back(pixel(rng) * (v < 9 && label ? 0.3f : 1.0f));
+        data.labels.push_back(label);
+    }
+    TrainingSettings settings = small_settings();
+    settings.architecture = parse_architecture("conv1x1-gated-pool1");
+    settings.rank = 2;
+    settings.val_split = 0.25;
+    const TrainingResult result = train_convex_cnn(data, settings);
+
+    auto [train_indices, val_indices] = split_indices(data.size(), settings.val_split, settings.seed);
+    Dataset train = subset(data, train_indices);
+    Normalization::compute(train).apply(train);
+    const PatchMatrices patches = extract_patches(train, settings.architecture);
+    const RankProjection projection = project_to_rank(patches.stacked(), 2);
+    SignPatterns every = enumerate_sign_patterns(projection.reduced);
+    const std::size_t empty = drop_empty_patterns(every);
+    EXPECT_EQ(result.patterns_kept, every.count());
+    EXPECT_EQ(result.patterns_kept + empty,
+              count_arrangement_cells_bound(static_cast<std::uint64_t>(patches.stacked().rows()), 2))
+        << "random pixels are in general position: the closed-form count";
+    EXPECT_GT(result.rank_residual, 0.0) << "RGB pixels have rank 3, projected to 2";
+    EXPECT_EQ(result.solve.status, SolverStatus::solved);
+    EXPECT_NE(result.model.training["pattern_source"].get<std::string>().find("exact"), std::string::npos);
+
+    settings.max_enumerated_patterns = 10;
+    EXPECT_THROW((void)train_convex_cnn(data, settings), Error) << "over the enumeration cap: refused before work";
 }
 
 TEST(ConvexTraining, BadSettingsAndMemoryLimitAreOneLineErrors) {

@@ -28,12 +28,13 @@ struct TrainArgs {
     std::string pattern_source = "gaussian";
     std::uint64_t seed = 0;
     std::string loss = "cross-entropy";
+    int rank = 0;
     std::string beta = "auto";
     double val_split = TrainingSettings{}.val_split;
     int path_points = TrainingSettings{}.path_points;
     double tol = TrainingSettings{}.rel_gap_tol;
     int max_iters = TrainingSettings{}.max_iters;
-    double time_limit = 0.0;
+    double time_limit = TrainingSettings{}.time_limit_s;
     std::string max_memory;
     bool json = false;
     DataOptions data;
@@ -47,6 +48,7 @@ TrainingSettings settings_from(const TrainArgs& args) {
         args.pattern_source == "data" ? SamplingOptions::Source::data_patches : SamplingOptions::Source::gaussian;
     settings.seed = args.seed;
     settings.loss = parse_loss(args.loss);
+    if (args.rank > 0) settings.rank = args.rank;
     if (args.beta != "auto") {
         try {
             std::size_t used = 0;
@@ -92,12 +94,17 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     command->add_option("DATA_DIR", args->data_dir, "Image folder: DATA_DIR/<class>/<image>")->required();
     command->add_option("-o,--out", args->out, "Model file to write (atomically)")->required();
     command->add_option("--arch", args->arch, "Architecture, e.g. conv3x3s1p1-gated-pool7")->capture_default_str();
-    command->add_option("-P,--patterns", args->patterns, "Sign patterns to sample (generators drawn)")
+    CLI::Option* patterns_option = command->add_option("-P,--patterns", args->patterns, "Sign patterns to sample (generators drawn)")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
     command->add_option("--pattern-source", args->pattern_source, "Generators: gaussian N(0, I) or data patches")
         ->check(CLI::IsMember({"gaussian", "data"}))
         ->capture_default_str();
+    command->add_option("--rank", args->rank,
+                        "Enumerate every sign pattern exactly, of the patches projected to this rank "
+                        "(exact when their rank is <= it; tiny data only) instead of sampling")
+        ->check(CLI::Range(1, 16))
+        ->excludes(patterns_option);
     command->add_option("--seed", args->seed, "Seed of the pattern draws and the validation split")->capture_default_str();
     command->add_option("--loss", args->loss, "cross-entropy (softmax) or squared (one-hot targets)")
         ->check(CLI::IsMember({"cross-entropy", "squared"}))
@@ -111,8 +118,8 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
         ->check(CLI::Range(1, 100))
         ->capture_default_str();
     command->add_option("--tol", args->tol, "Stop at this relative duality gap")->capture_default_str();
-    command->add_option("--max-iters", args->max_iters, "Iteration cap per beta")->capture_default_str();
-    command->add_option("--time-limit", args->time_limit, "Seconds for the whole run (0 = none)")->capture_default_str();
+    command->add_option("--max-iters", args->max_iters, "Iteration cap of the chosen beta (its path iterations included)")->capture_default_str();
+    command->add_option("--time-limit", args->time_limit, "Seconds for the whole run (0 = none); the model keeps the duality gap reached")->capture_default_str();
     command->add_option("--max-memory", args->max_memory, "Refuse runs estimated above this (default 75% of RAM)");
     command->add_flag("--json", args->json, "Print the training summary as JSON on stdout");
     args->data.add_to(*command);

@@ -127,6 +127,10 @@ struct EnumerationLimits {
 [[nodiscard]] SignPatterns enumerate_sign_patterns(const Eigen::Ref<const RowMatrixD>& reduced,
                                                    const EnumerationLimits& limits = {});
 
+/// Removes the all-zero pattern (if present) with its generator: its feature blocks are
+/// zero, so it adds only empty groups to the convex program. Returns how many were removed.
+std::size_t drop_empty_patterns(SignPatterns& patterns);
+
 // ---- rank reduction --------------------------------------------------------------------
 
 /// M (N x h) projected onto its top-r right singular vectors V: reduced = M V (N x r).

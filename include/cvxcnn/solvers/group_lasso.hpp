@@ -14,7 +14,8 @@
 //   Z  logits        n x C, Z = F U
 //   G  dL/dZ         n x C; the gradient of the smooth part is F^T G
 //   beta             regularization weight (weight decay of the non-convex network)
-//   Theta = s G      dual point, s = min(1, beta / max_{b,c} ||(F^T G)_{b,c}||)
+//   Theta = s G      dual point, s = min(1, beta / max_{b,c} ||(F^T G)_{b,c}||); the best
+//                    dual value met so far in the solve certifies
 //   eta              step size of the proximal-gradient step
 //   t                FISTA momentum scalar
 #pragma once
@@ -65,7 +66,7 @@ struct GroupLassoProblem {
 struct SolverProgress {
     int iteration = 0;       ///< FISTA steps done
     double primal = 0.0;     ///< P(U) at the current iterate
-    double dual = 0.0;       ///< D(Theta) of its scaled dual point
+    double dual = 0.0;       ///< best dual value of the solve so far
     double gap = 0.0;        ///< primal - dual >= 0
     double rel_gap = 0.0;    ///< gap / primal
     int active_groups = 0;   ///< groups (b, c) with a nonzero weight vector
