@@ -16,6 +16,7 @@
 
 #include "commands.hpp"
 #include "cvxcnn/model/model_file.hpp"
+#include "cvxcnn/model/presets.hpp"
 #include "cvxcnn/patches/patch_matrix.hpp"
 #include "cvxcnn/patterns/sign_patterns.hpp"
 #include "data_options.hpp"
@@ -26,7 +27,7 @@ namespace {
 struct InfoArgs {
     std::string model;
     bool json = false;
-    std::string arch = "conv3x3s1p1-relu-pool7";
+    std::string arch = "default";
     std::size_t max_patch_bytes = std::size_t{8} << 30;
     double rank_rtol = default_rank_rtol;
     DataOptions data;
@@ -178,7 +179,7 @@ void print_dataset_text(const nlohmann::json& info) {
 }
 
 int run_dataset_info(const InfoArgs& args, const GlobalOptions& global) {
-    const Architecture architecture = parse_architecture(args.arch);
+    const Architecture architecture = resolve_architecture(args.arch);
     ImageFolderReport report;
     Dataset dataset = load_folder_reporting(args.model, args.data, global.progress_mode(), &report);
     validate_for_input(architecture, dataset.shape);

@@ -12,6 +12,7 @@
 
 #include "commands.hpp"
 #include "cvxcnn/model/model_file.hpp"
+#include "cvxcnn/model/presets.hpp"
 #include "cvxcnn/train/convex_training.hpp"
 #include "cvxcnn/util/error.hpp"
 #include "cvxcnn/util/memory.hpp"
@@ -23,7 +24,7 @@ namespace {
 struct TrainArgs {
     std::string data_dir;
     std::string out;
-    std::string arch = "conv3x3s1p1-gated-pool7";
+    std::string arch = "gated";
     int patterns = TrainingSettings{}.patterns;
     std::string pattern_source = "gaussian";
     std::uint64_t seed = 0;
@@ -42,7 +43,7 @@ struct TrainArgs {
 
 TrainingSettings settings_from(const TrainArgs& args) {
     TrainingSettings settings;
-    settings.architecture = parse_architecture(args.arch);
+    settings.architecture = resolve_architecture(args.arch);
     settings.patterns = args.patterns;
     settings.pattern_source =
         args.pattern_source == "data" ? SamplingOptions::Source::data_patches : SamplingOptions::Source::gaussian;
@@ -93,7 +94,7 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     auto args = std::make_shared<TrainArgs>();
     command->add_option("DATA_DIR", args->data_dir, "Image folder: DATA_DIR/<class>/<image>")->required();
     command->add_option("-o,--out", args->out, "Model file to write (atomically)")->required();
-    command->add_option("--arch", args->arch, "Architecture, e.g. conv3x3s1p1-gated-pool7")->capture_default_str();
+    command->add_option("--arch", args->arch, "A preset of models/presets.json (default, gated, fast, wide, cifar) or an architecture such as conv3x3s1p1-relu-pool7")->capture_default_str();
     CLI::Option* patterns_option = command->add_option("-P,--patterns", args->patterns, "Sign patterns to sample (generators drawn)")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
