@@ -1,5 +1,6 @@
 #include "cvxcnn/problem/convex_features.hpp"
 
+#include <cstdint>
 #include <string>
 
 #include <oneapi/tbb/parallel_for.h>
@@ -7,6 +8,12 @@
 #include "cvxcnn/util/error.hpp"
 
 namespace cvxcnn {
+
+void FeatureActivation::validate() const {
+    if (activation == Activation::leaky_relu && !(leaky_slope > 0.0f && leaky_slope < 1.0f))
+        throw Error(ErrorKind::bad_input,
+                    "leaky ReLU slope " + std::to_string(leaky_slope) + ": must be in (0, 1) (e.g. --arch ...-leaky0.1-...)");
+}
 
 std::size_t convex_feature_bytes(std::size_t samples, std::size_t patterns, std::size_t regions,
                                  std::size_t block_width) {
@@ -16,8 +23,14 @@ std::size_t convex_feature_bytes(std::size_t samples, std::size_t patterns, std:
 
 namespace {
 
+// Which patterns are active on a task's samples at one position: entry (j, i) is
+// D_{i,k}[begin + j]. Bytes, so the scatter loop below reads both sources the same way.
+using Activity = Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
 // Zero features of the right size, after the memory check.
-ConvexFeatures allocate_features(const PatchMatrices& patches, int pattern_count, std::optional<std::size_t> max_bytes) {
+ConvexFeatures allocate_features(const PatchMatrices& patches, int pattern_count, const FeatureActivation& activation,
+                                 std::optional<std::size_t> max_bytes) {
+    activation.validate();
     const Eigen::Index n = patches.samples();
     const int h = patches.patch_size();
     const int region_count = patches.regions().count();
@@ -35,42 +48,46 @@ ConvexFeatures allocate_features(const PatchMatrices& patches, int pattern_count
     features.patterns = pattern_count;
     features.regions = region_count;
     features.block_width = h;
+    features.activation = activation;
     features.matrix = RowMatrixF::Zero(n, static_cast<Eigen::Index>(pattern_count) * region_count * h);
     return features;
 }
 
-}  // namespace
-
-ConvexFeatures build_convex_features(const PatchMatrices& patches, const SignPatterns& patterns,
-                                     std::optional<std::size_t> max_bytes) {
+// The scatter loop of both overloads: A_{i,r}[j] += M_{i,k}[j] X_k[j] for every position k
+// of region r. fill_activity(k, begin, rows, activity) says which patterns are active.
+// Sample blocks are outermost: each task reads X_k for its samples once per position and
+// scatters into its own rows of the feature matrix, which stay in cache.
+template <typename FillActivity>
+ConvexFeatures scatter_features(const PatchMatrices& patches, int pattern_count, const FeatureActivation& activation,
+                                std::optional<std::size_t> max_bytes, FillActivity fill_activity) {
+    ConvexFeatures features = allocate_features(patches, pattern_count, activation, max_bytes);
     const Eigen::Index n = patches.samples();
     const int positions = patches.positions();
     const int h = patches.patch_size();
     const PoolingRegions& regions = patches.regions();
     const int region_count = regions.count();
-    const int pattern_count = static_cast<int>(patterns.count());
-    if (patterns.rows != static_cast<std::size_t>(n) * static_cast<std::size_t>(positions))
-        throw Error(ErrorKind::bad_input, "sign patterns cover " + std::to_string(patterns.rows) +
-                                              " rows, the patch matrix has " +
-                                              std::to_string(static_cast<std::size_t>(n) * positions));
-    ConvexFeatures features = allocate_features(patches, pattern_count, max_bytes);
     const RowMatrixF& stacked = patches.stacked();
+    // 0 for relu and gated: inactive rows are skipped, not added times zero, so the gated
+    // program's features are what they always were, bit for bit.
+    const float inactive_slope = activation.inactive_slope();
 
-    // Sample blocks outermost: each task reads X_k for its samples once per position and
-    // scatters into its own rows of the feature matrix, which stay in cache.
     constexpr Eigen::Index samples_per_task = 32;
     oneapi::tbb::parallel_for(
         oneapi::tbb::blocked_range<Eigen::Index>(0, n, samples_per_task),
         [&](const oneapi::tbb::blocked_range<Eigen::Index>& range) {
+            const auto rows = static_cast<Eigen::Index>(range.size());
+            Activity activity(rows, pattern_count);
             for (int k = 0; k < positions; ++k) {
+                fill_activity(k, range.begin(), rows, activity);
                 const int region = regions.region_of_position[k];
-                const std::size_t row_base = static_cast<std::size_t>(k) * static_cast<std::size_t>(n);
+                const Eigen::Index row_base = static_cast<Eigen::Index>(k) * n + range.begin();
                 for (int i = 0; i < pattern_count; ++i) {
                     const Eigen::Index column = static_cast<Eigen::Index>(
                                                     ConvexFeatures::block_index(i, region, region_count)) * h;
-                    for (Eigen::Index j = range.begin(); j != range.end(); ++j) {
-                        if (!patterns.active(i, row_base + static_cast<std::size_t>(j))) continue;
-                        features.matrix.row(j).segment(column, h) += stacked.row(static_cast<Eigen::Index>(row_base) + j);
+                    for (Eigen::Index j = 0; j < rows; ++j) {
+                        auto block = features.matrix.row(range.begin() + j).segment(column, h);
+                        if (activity(j, i) != 0) block += stacked.row(row_base + j);
+                        else if (inactive_slope != 0.0f) block += inactive_slope * stacked.row(row_base + j);
                     }
                 }
             }
@@ -79,42 +96,44 @@ ConvexFeatures build_convex_features(const PatchMatrices& patches, const SignPat
     return features;
 }
 
-ConvexFeatures build_convex_features(const PatchMatrices& patches, const RowMatrixF& generators,
-                                     std::optional<std::size_t> max_bytes) {
+}  // namespace
+
+ConvexFeatures build_convex_features(const PatchMatrices& patches, const SignPatterns& patterns,
+                                     std::optional<std::size_t> max_bytes, const FeatureActivation& activation) {
     const Eigen::Index n = patches.samples();
     const int positions = patches.positions();
+    if (patterns.rows != static_cast<std::size_t>(n) * static_cast<std::size_t>(positions))
+        throw Error(ErrorKind::bad_input, "sign patterns cover " + std::to_string(patterns.rows) +
+                                              " rows, the patch matrix has " +
+                                              std::to_string(static_cast<std::size_t>(n) * positions));
+    const int pattern_count = static_cast<int>(patterns.count());
+    return scatter_features(patches, pattern_count, activation, max_bytes,
+                            [&](int k, Eigen::Index begin, Eigen::Index rows, Activity& activity) {
+                                const std::size_t row_base = static_cast<std::size_t>(k) * static_cast<std::size_t>(n) +
+                                                             static_cast<std::size_t>(begin);
+                                for (Eigen::Index j = 0; j < rows; ++j)
+                                    for (int i = 0; i < pattern_count; ++i)
+                                        activity(j, i) = patterns.active(i, row_base + static_cast<std::size_t>(j)) ? 1 : 0;
+                            });
+}
+
+ConvexFeatures build_convex_features(const PatchMatrices& patches, const RowMatrixF& generators,
+                                     std::optional<std::size_t> max_bytes, const FeatureActivation& activation) {
+    const Eigen::Index n = patches.samples();
     const int h = patches.patch_size();
-    const PoolingRegions& regions = patches.regions();
-    const int region_count = regions.count();
-    const int pattern_count = static_cast<int>(generators.rows());
     if (generators.cols() != h)
         throw Error(ErrorKind::bad_input, "gates have " + std::to_string(generators.cols()) +
                                               " values, patches have " + std::to_string(h));
-    ConvexFeatures features = allocate_features(patches, pattern_count, max_bytes);
     const RowMatrixF& stacked = patches.stacked();
     const Eigen::MatrixXf gates_t = generators.transpose();  // h x P
-
-    constexpr Eigen::Index samples_per_task = 32;
-    oneapi::tbb::parallel_for(
-        oneapi::tbb::blocked_range<Eigen::Index>(0, n, samples_per_task),
-        [&](const oneapi::tbb::blocked_range<Eigen::Index>& range) {
-            const auto rows = static_cast<Eigen::Index>(range.size());
-            RowMatrixF gate_values(rows, pattern_count);
-            for (int k = 0; k < positions; ++k) {
-                const int region = regions.region_of_position[k];
-                const Eigen::Index row_base = static_cast<Eigen::Index>(k) * n + range.begin();
-                gate_values.noalias() = stacked.middleRows(row_base, rows) * gates_t;
-                for (int i = 0; i < pattern_count; ++i) {
-                    const Eigen::Index column = static_cast<Eigen::Index>(
-                                                    ConvexFeatures::block_index(i, region, region_count)) * h;
-                    for (Eigen::Index j = 0; j < rows; ++j)
-                        if (gate_values(j, i) >= 0.0f)
-                            features.matrix.row(range.begin() + j).segment(column, h) += stacked.row(row_base + j);
-                }
-            }
-        },
-        oneapi::tbb::simple_partitioner());
-    return features;
+    return scatter_features(patches, static_cast<int>(generators.rows()), activation, max_bytes,
+                            [&](int k, Eigen::Index begin, Eigen::Index rows, Activity& activity) {
+                                // One small GEMM per sample block and position: the gate
+                                // values of all patterns at once.
+                                const RowMatrixF gate_values =
+                                    stacked.middleRows(static_cast<Eigen::Index>(k) * n + begin, rows) * gates_t;
+                                activity = (gate_values.array() >= 0.0f).cast<std::uint8_t>();
+                            });
 }
 
 }  // namespace cvxcnn

@@ -1,6 +1,7 @@
 #include "cvxcnn/recover/cnn_from_convex.hpp"
 
 #include <cmath>
+#include <utility>
 
 #include <oneapi/tbb/parallel_for.h>
 
@@ -67,6 +68,68 @@ Model recover_gated_cnn(const ConvexFeatures& layout, const RowMatrixF& generato
         const std::size_t feature = static_cast<std::size_t>(f) * regions + region;
         model.fc_weight.data[static_cast<std::size_t>(group.label) * model.fc_weight.shape[1] + feature] =
             scale * static_cast<float>(sizes[region]);
+    });
+    return model;
+}
+
+Model recover_cone_cnn(const ConvexFeatures& layout, const RowMatrixD& positive, const RowMatrixD& negative,
+                       const PatchMatrices& patches, std::vector<std::string> class_names,
+                       const Normalization& normalization) {
+    const Architecture& architecture = patches.architecture();
+    if (architecture.activation == Activation::gated_relu)
+        throw Error(ErrorKind::internal, "recover_cone_cnn: the architecture is gated; use recover_gated_cnn");
+    // The layout's features are the network's only if the activations agree off the pattern.
+    if (FeatureActivation::of(architecture).inactive_slope() != layout.activation.inactive_slope())
+        throw Error(ErrorKind::internal, "recover_cone_cnn: the features were built for " +
+                                             std::string(to_string(layout.activation.activation)) +
+                                             ", the architecture is " + to_string(architecture));
+    const int h = layout.block_width;
+    const int classes = static_cast<int>(class_names.size());
+    const Eigen::Index rows = static_cast<Eigen::Index>(layout.blocks()) * h;
+    if (positive.rows() != rows || negative.rows() != rows || positive.cols() != classes || negative.cols() != classes)
+        throw Error(ErrorKind::internal, "recover_cone_cnn: solution and layout disagree in size");
+
+    // Fixed order (block, class, then v before w) so the filter order is the same on every run.
+    struct ConeFilter {
+        int block;
+        int label;
+        double norm;
+        const RowMatrixD* weights;
+        float sign;
+    };
+    std::vector<ConeFilter> filters;
+    for (int b = 0; b < layout.blocks(); ++b)
+        for (int c = 0; c < classes; ++c)
+            for (const auto& [weights, sign] : {std::pair{&positive, 1.0f}, std::pair{&negative, -1.0f}}) {
+                const double norm = weights->block(static_cast<Eigen::Index>(b) * h, c, h, 1).norm();
+                if (norm > 0.0) filters.push_back({b, c, norm, weights, sign});
+            }
+
+    const int m = static_cast<int>(filters.size());
+    const int grid = architecture.pool_grid;
+    const int regions = layout.regions;
+    Model model;
+    model.architecture = architecture;
+    model.input = patches.input_shape();
+    model.class_names = std::move(class_names);
+    model.normalization = normalization;
+    const std::int64_t k = architecture.kernel, channels = model.input.channels;
+    model.conv_weight = Tensor::zeros({m, channels, k, k});
+    model.conv_bias = Tensor::zeros({m});
+    model.fc_weight = Tensor::zeros({classes, static_cast<std::int64_t>(m) * grid * grid});
+    model.fc_bias = Tensor::zeros({classes});
+
+    const auto& sizes = patches.regions().sizes;
+    oneapi::tbb::parallel_for(0, m, [&](int f) {
+        const ConeFilter& filter = filters[static_cast<std::size_t>(f)];
+        const int region = filter.block % regions;
+        const double scale = std::sqrt(filter.norm);
+        float* out = model.conv_weight.data.data() + static_cast<std::size_t>(f) * h;
+        for (int j = 0; j < h; ++j)
+            out[j] = static_cast<float>((*filter.weights)(static_cast<Eigen::Index>(filter.block) * h + j, filter.label) / scale);
+        const std::size_t feature = static_cast<std::size_t>(f) * regions + region;
+        model.fc_weight.data[static_cast<std::size_t>(filter.label) * model.fc_weight.shape[1] + feature] =
+            filter.sign * static_cast<float>(scale * sizes[region]);
     });
     return model;
 }

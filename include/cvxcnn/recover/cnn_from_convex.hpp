@@ -30,6 +30,20 @@ namespace cvxcnn {
                                       const RowMatrixF& weights, const PatchMatrices& patches,
                                       std::vector<std::string> class_names, const Normalization& normalization);
 
+/// Builds the ReLU (leaky ReLU, abs) CNN of a solution of the exact program, V and W
+/// ((P*R*h) x classes each, see solvers/cone_constrained.hpp and
+/// recover/cone_decomposition.hpp), with the scaling of recover_gated_cnn:
+///   nonzero group v = V_{i,r,c}:  filter v / sqrt(||v||), output weight +sqrt(||v||) * |r|
+///   nonzero group w = W_{i,r,c}:  filter w / sqrt(||w||), output weight -sqrt(||w||) * |r|
+/// on class c and region r; filters in the order (block, class, v before w). When every v
+/// and w lies in its cone K_{i,r}, the network outputs F (V - W) and its weight decay is
+/// beta * sum (||v|| + ||w||). The architecture of `patches` must be relu, leaky relu or
+/// abs with the slope the layout was built for (gated-built features count as relu).
+/// Throws cvxcnn::Error (internal) when the sizes or activations disagree.
+[[nodiscard]] Model recover_cone_cnn(const ConvexFeatures& layout, const RowMatrixD& positive,
+                                     const RowMatrixD& negative, const PatchMatrices& patches,
+                                     std::vector<std::string> class_names, const Normalization& normalization);
+
 /// Weight decay of a recovered model in the sum-pooling parametrization:
 /// (1/2) * sum over filters of (||conv filter||^2 + a^2), a = output weight / |region|.
 /// Multiplied by beta this is the non-convex regularizer, equal to beta * sum ||u||.
