@@ -1,6 +1,7 @@
 // Classification metrics (see metrics.hpp).
 #include "cvxcnn/engine/metrics.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -74,6 +75,29 @@ nlohmann::json to_json(const Evaluation& evaluation, const std::vector<std::stri
             {"accuracy_stderr", number_or_null(evaluation.accuracy_stderr)},
             {"classes", std::move(classes)},
             {"confusion", evaluation.confusion}};
+}
+
+std::string confusion_matrix_text(const Evaluation& evaluation) {
+    const std::size_t c = evaluation.confusion.size();
+    std::size_t widest = c == 0 ? 1 : c - 1;
+    for (const auto& row : evaluation.confusion)
+        for (const std::size_t count : row) widest = std::max(widest, count);
+    const int width = static_cast<int>(std::to_string(widest).size()) + 1;
+    const int label_width = static_cast<int>(std::to_string(c == 0 ? 0 : c - 1).size()) + 2;
+    auto cell = [](std::size_t value, int w) {
+        const std::string text = std::to_string(value);
+        return std::string(static_cast<std::size_t>(std::max(0, w - static_cast<int>(text.size()))), ' ') + text;
+    };
+    std::string text = "confusion matrix (rows: true class, columns: predicted class)\n";
+    text += std::string(static_cast<std::size_t>(label_width), ' ');
+    for (std::size_t k = 0; k < c; ++k) text += cell(k, width);
+    text += "\n";
+    for (std::size_t t = 0; t < c; ++t) {
+        text += cell(t, label_width);
+        for (std::size_t k = 0; k < c; ++k) text += cell(evaluation.confusion[t][k], width);
+        text += "\n";
+    }
+    return text;
 }
 
 }  // namespace cvxcnn

@@ -37,4 +37,10 @@ struct Evaluation {
 /// if class_names does not have one name per class of the evaluation.
 [[nodiscard]] nlohmann::json to_json(const Evaluation& evaluation, const std::vector<std::string>& class_names);
 
+/// The confusion matrix as a text table for terminals: a title line, a header of
+/// predicted class indices, then one row per true class ("<index> <counts...>"), columns
+/// right-aligned to the widest count; every line ends with '\n'. Classes are numbered,
+/// not named, so that wide names do not break the table (the per-class list names them).
+[[nodiscard]] std::string confusion_matrix_text(const Evaluation& evaluation);
+
 }  // namespace cvxcnn

@@ -1,0 +1,294 @@
+// The oneDNN engine against the Eigen reference forward pass (itself checked against a
+// naive loop evaluation in reference_engine_test.cpp): every activation, odd and even
+// sizes, padding, stride, pooling by equal bands (oneDNN pooling) and by unequal bands
+// (folded into the inner product), batch 1 and 64, random and real images.
+#include "cvxcnn/engine/onednn_engine.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <oneapi/tbb/parallel_for.h>
+
+#include "cvxcnn/data/image_folder.hpp"
+#include "cvxcnn/engine/metrics.hpp"
+#include "cvxcnn/engine/reference_engine.hpp"
+#include "cvxcnn/util/error.hpp"
+#include "cvxcnn/util/threads.hpp"
+#include "export/test_models.hpp"
+
+using namespace cvxcnn;
+using test::all_activations;
+using test::architecture_text;
+using test::random_images;
+using test::random_model;
+
+namespace {
+
+// |engine - reference| <= tolerance * (largest |reference logit| of the image): relative
+// to the row's scale, since a single logit may cancel to nearly 0. Returns the worst ratio.
+double expect_close(const RowMatrixF& got, const RowMatrixF& want, double tolerance = 1e-4) {
+    EXPECT_EQ(got.rows(), want.rows());
+    EXPECT_EQ(got.cols(), want.cols());
+    if (got.rows() != want.rows() || got.cols() != want.cols()) return INFINITY;
+    double worst = 0.0;
+    for (Eigen::Index i = 0; i < got.rows(); ++i) {
+        const double scale = std::max<double>(want.row(i).cwiseAbs().maxCoeff(), 1e-30);
+        for (Eigen::Index c = 0; c < got.cols(); ++c) {
+            const double error = std::abs(static_cast<double>(got(i, c)) - want(i, c)) / scale;
+            EXPECT_LE(error, tolerance) << "image " << i << " class " << c << ": " << got(i, c) << " vs " << want(i, c);
+            worst = std::max(worst, error);
+        }
+    }
+    return worst;
+}
+
+struct Geometry {
+    int channels, height, width, kernel, stride, padding, grid;
+};
+
+std::string describe(const Geometry& g, const std::string& activation) {
+    return std::to_string(g.channels) + "x" + std::to_string(g.height) + "x" + std::to_string(g.width) + " " +
+           architecture_text(g.kernel, g.stride, g.padding, activation, g.grid);
+}
+
+template <typename F>
+void expect_error(F&& call, ErrorKind kind, const std::vector<std::string>& fragments) {
+    try {
+        call();
+        FAIL() << "expected cvxcnn::Error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), kind) << e.what();
+        for (const auto& fragment : fragments)
+            EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+}
+
+}  // namespace
+
+TEST(OnednnEngine, MatchesReferenceForAllActivationsAndGeometries) {
+    const std::vector<Geometry> geometries = {
+        {1, 5, 5, 3, 1, 0, 2},    // 3x3 map, bands 1,2: folded
+        {3, 5, 5, 3, 2, 1, 3},    // 3x3 map, bands 1,1,1: pooled
+        {1, 6, 7, 3, 1, 1, 3},    // 6x7 map, columns 2,2,3: folded
+        {3, 6, 7, 3, 2, 2, 2},    // 4x5 map: folded
+        {1, 9, 9, 3, 1, 2, 3},    // 11x11 map, bands 3,4,4: folded
+        {3, 9, 9, 5, 2, 2, 2},    // 5x5 map: folded
+        {1, 7, 6, 5, 1, 2, 3},    // 7x6 map, rows 2,2,3: folded
+        {3, 6, 7, 1, 2, 0, 2},    // 1x1 kernel, 3x4 map: folded
+        {1, 5, 5, 5, 1, 0, 1},    // kernel = image: one position
+        {1, 6, 6, 3, 1, 1, 2},    // 6x6 map, bands 3,3: pooled
+        {3, 11, 13, 3, 1, 1, 1},  // odd sides, global average: pooled
+        {1, 28, 28, 3, 1, 1, 7},  // the Fashion-MNIST shape: 4x4 bands, pooled
+        {1, 28, 28, 3, 1, 1, 3},  // bands 9,9,10: folded
+    };
+    unsigned seed = 1;
+    double worst = 0.0;
+    for (const auto& g : geometries)
+        for (const auto& activation : all_activations) {
+            SCOPED_TRACE(describe(g, activation));
+            const ImageShape shape{g.channels, g.height, g.width};
+            const Model model = random_model(architecture_text(g.kernel, g.stride, g.padding, activation, g.grid),
+                                             shape, 5, 3, seed++);
+            const Dataset images = random_images(7, shape, seed++);
+            OnednnEngine engine(model, 3);  // 3 does not divide 7: a partial last batch
+            const int oh = model.architecture.conv_output_size(g.height), ow = model.architecture.conv_output_size(g.width);
+            EXPECT_EQ(engine.folds_pooling(), oh % g.grid != 0 || ow % g.grid != 0);
+            worst = std::max(worst, expect_close(engine.logits(images), reference_logits(model, images)));
+        }
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3g", worst);
+    RecordProperty("worst_relative_error", text);
+}
+
+TEST(OnednnEngine, IntegerWeightsAndInputsGiveExactlyTheReference) {
+    // benchdnn's trick: small integers, power-of-two normalization and power-of-two region
+    // sizes keep every intermediate exact in float whatever the summation order, so the
+    // engine must equal the reference bit for bit. Integer gates also hit g.x == 0
+    // exactly: both must treat the gate as open there (1[g.x >= 0]).
+    const std::vector<Geometry> geometries = {
+        {1, 8, 8, 3, 1, 1, 2},  // 8x8 map, pooled regions of 16
+        {3, 8, 8, 3, 2, 1, 2},  // 4x4 map, pooled regions of 4
+        {1, 6, 6, 3, 1, 1, 4},  // 6x6 map, bands 1,2,1,2: folded, regions of 1, 2, 4
+        {3, 6, 6, 3, 1, 2, 1},  // padding 2, 8x8 map, global average of 64
+    };
+    unsigned seed = 100;
+    for (const auto& g : geometries)
+        for (const std::string activation : {"relu", "gated", "leaky0.25", "abs"}) {
+            SCOPED_TRACE(describe(g, activation));
+            const ImageShape shape{g.channels, g.height, g.width};
+            std::mt19937 rng(seed++);
+            std::uniform_int_distribution<int> small(-3, 3), pixel(0, 4);
+            Normalization norm;
+            for (int c = 0; c < g.channels; ++c) {
+                norm.mean.push_back(static_cast<float>(c + 1));
+                norm.std.push_back(c == 1 ? 1.0f : 0.5f);
+            }
+            const Model model = test::filled_model(
+                architecture_text(g.kernel, g.stride, g.padding, activation, g.grid), shape, 5, 4,
+                [&] { return static_cast<float>(small(rng)); }, norm);
+            Dataset images = random_images(6, shape, 0);
+            for (auto& v : images.images) v = static_cast<float>(pixel(rng));
+            OnednnEngine engine(model, 4);
+            const RowMatrixF got = engine.logits(images), want = reference_logits(model, images);
+            ASSERT_EQ(got.rows(), want.rows());
+            for (Eigen::Index i = 0; i < got.rows(); ++i)
+                for (Eigen::Index c = 0; c < got.cols(); ++c)
+                    ASSERT_EQ(got(i, c), want(i, c)) << "image " << i << " class " << c;
+            EXPECT_GT(want.cwiseAbs().maxCoeff(), 1.0f) << "all-zero logits would make the test vacuous";
+        }
+}
+
+TEST(OnednnEngine, BatchOfOneAndOfSixtyFourAgreeWithReference) {
+    const ImageShape shape{1, 28, 28};
+    for (const auto& activation : all_activations) {
+        SCOPED_TRACE(activation);
+        const Model model = random_model("conv3x3s1p1-" + activation + "-pool7", shape, 24, 10, 7);
+        const Dataset images = random_images(64, shape, 8);
+        const RowMatrixF want = reference_logits(model, images);
+        OnednnEngine batch64(model, 64), batch1(model, 1);
+        EXPECT_EQ(batch64.batch(), 64u);
+        expect_close(batch64.logits(images), want);
+        expect_close(batch1.logits(images), want);
+    }
+}
+
+TEST(OnednnEngine, RealImagesGiveTheReferencePredictions) {
+    // The bundled Fashion-MNIST sample: real pixel statistics (many exact zeros, a few
+    // saturated values) rather than uniform noise. Equal predictions => equal accuracy.
+    const std::filesystem::path folder = std::filesystem::path(CVXCNN_SOURCE_DIR) / "datasets/fashion-mnist-sample/test";
+    if (!std::filesystem::exists(folder)) GTEST_SKIP() << folder << " is absent";
+    ImageFolderOptions options;
+    options.channels = 1;
+    const Dataset images = load_image_folder(folder, options);
+    ASSERT_EQ(images.shape, (ImageShape{1, 28, 28}));
+    for (const std::string arch : {"conv3x3s1p1-gated-pool7", "conv5x5s2p2-relu-pool3"}) {
+        SCOPED_TRACE(arch);
+        Model model = random_model(arch, images.shape, 32, 10, 11);
+        model.normalization = Normalization::compute(images);
+        model.class_names = images.class_names;
+        OnednnEngine engine(model);
+        const RowMatrixF want = reference_logits(model, images);
+        const RowMatrixF got = engine.logits(images);
+        expect_close(got, want);
+        EXPECT_EQ(argmax_rows(got), argmax_rows(want));
+        const Evaluation a = evaluate(argmax_rows(got), images.labels, model.classes());
+        const Evaluation b = evaluate(argmax_rows(want), images.labels, model.classes());
+        EXPECT_EQ(a.accuracy, b.accuracy);
+        EXPECT_EQ(a.confusion, b.confusion);
+    }
+}
+
+TEST(OnednnEngine, ProbabilitiesAreTheSoftmaxOfTheLogits) {
+    const ImageShape shape{3, 9, 9};
+    const Model model = random_model("conv3x3s2p1-leaky0.2-pool2", shape, 6, 5, 21);
+    const Dataset images = random_images(9, shape, 22);
+    OnednnEngine engine(model, 4);
+    const RowMatrixF p = engine.probabilities(images);
+    const RowMatrixF want = softmax_rows(reference_logits(model, images));
+    ASSERT_EQ(p.rows(), 9);
+    for (Eigen::Index i = 0; i < p.rows(); ++i) {
+        EXPECT_NEAR(p.row(i).sum(), 1.0f, 1e-5);
+        for (Eigen::Index c = 0; c < p.cols(); ++c) EXPECT_NEAR(p(i, c), want(i, c), 1e-5);
+    }
+}
+
+TEST(OnednnEngine, ReusedAcrossCallsOfEverySize) {
+    // Batch shapes 1..4 are created, cached, evicted and rebuilt: all must give the same answer.
+    const ImageShape shape{1, 7, 7};
+    const Model model = random_model("conv3x3s1p1-gated-pool2", shape, 4, 3, 31);
+    const Dataset all = random_images(11, shape, 32);
+    OnednnEngine engine(model, 4);
+    const RowMatrixF whole = engine.logits(all);
+    expect_close(whole, reference_logits(model, all));
+    for (std::size_t n = 1; n <= all.size(); ++n) {
+        SCOPED_TRACE("n " + std::to_string(n));
+        const std::span<const float> first(all.images.data(), n * shape.values());
+        expect_close(engine.logits(first, n), whole.topRows(static_cast<Eigen::Index>(n)), 1e-6);
+    }
+    EXPECT_EQ(engine.logits(all), whole) << "same batch shapes, same primitives: same bits";
+}
+
+TEST(OnednnEngine, ThreadCountDoesNotChangeTheResult) {
+    // 24 gated filters on 28x28: slices of 13 images, so batch 64 runs 5 slices in parallel.
+    const ImageShape shape{1, 28, 28};
+    const Model model = random_model("conv3x3s1p1-gated-pool7", shape, 24, 10, 35);
+    const Dataset images = random_images(70, shape, 36);
+    const RowMatrixF want = reference_logits(model, images);
+    for (const int threads : {1, 2, 3}) {
+        SCOPED_TRACE("threads " + std::to_string(threads));
+        const ThreadLimit limit(threads);
+        OnednnEngine engine(model);
+        expect_close(engine.logits(images), want);
+    }
+}
+
+TEST(OnednnEngine, WorksInsideTbbTasks) {
+    // One engine per task; each oneDNN call then runs with one OpenMP thread.
+    const ImageShape shape{1, 8, 8};
+    const Model model = random_model("conv3x3s1p1-abs-pool2", shape, 4, 3, 41);
+    const Dataset images = random_images(5, shape, 42);
+    const RowMatrixF want = reference_logits(model, images);
+    std::vector<RowMatrixF> got(6);
+    oneapi::tbb::parallel_for(std::size_t{0}, got.size(), [&](std::size_t i) {
+        OnednnEngine engine(model, 2);
+        got[i] = engine.logits(images);
+    });
+    for (const auto& logits : got) expect_close(logits, want);
+}
+
+TEST(OnednnEngine, ModelWithoutFiltersPredictsFcBias) {
+    for (const auto& activation : all_activations) {
+        SCOPED_TRACE(activation);
+        const ImageShape shape{3, 5, 5};
+        const Model model = random_model("conv3x3s1p1-" + activation + "-pool2", shape, 0, 3, 51);
+        OnednnEngine engine(model, 2);
+        const RowMatrixF logits = engine.logits(random_images(3, shape, 52));
+        ASSERT_EQ(logits.rows(), 3);
+        for (Eigen::Index i = 0; i < 3; ++i)
+            for (Eigen::Index c = 0; c < 3; ++c) EXPECT_EQ(logits(i, c), model.fc_bias.data[c]);
+        EXPECT_NEAR(engine.probabilities(random_images(3, shape, 53)).row(2).sum(), 1.0f, 1e-6);
+    }
+}
+
+TEST(OnednnEngine, EmptyInputGivesNoRows) {
+    const ImageShape shape{1, 5, 5};
+    OnednnEngine engine(random_model("conv3x3-relu-pool1", shape, 2, 3, 61));
+    const RowMatrixF logits = engine.logits(random_images(0, shape, 62));
+    EXPECT_EQ(logits.rows(), 0);
+    EXPECT_EQ(logits.cols(), 3);
+}
+
+TEST(OnednnEngine, ReportsItsImplementation) {
+    OnednnEngine pooled(random_model("conv3x3s1p1-gated-pool2", {1, 8, 8}, 4, 3, 71));
+    const std::string text = pooled.implementation(2);
+    for (const char* part : {"conv ", "gate conv ", "pool ", "ip ", "softmax "})
+        EXPECT_NE(text.find(part), std::string::npos) << text;
+    OnednnEngine folded(random_model("conv3x3s1p1-relu-pool3", {1, 8, 8}, 4, 3, 72));
+    EXPECT_TRUE(folded.folds_pooling());
+    EXPECT_EQ(folded.implementation(2).find("pool "), std::string::npos);
+}
+
+TEST(OnednnEngine, RejectsBadInput) {
+    const ImageShape shape{1, 9, 9};
+    const Model model = random_model("conv3x3s1p1-relu-pool3", shape, 2, 3, 81);
+    OnednnEngine engine(model);
+    expect_error([&] { (void)engine.logits(random_images(2, {3, 9, 9}, 82)); }, ErrorKind::bad_input,
+                 {"3x9x9", "1x9x9"});
+    expect_error([&] { (void)engine.logits(random_images(2, {1, 9, 8}, 83)); }, ErrorKind::bad_input, {"1x9x8"});
+    std::vector<float> short_buffer(2 * shape.values() - 1);
+    expect_error([&] { (void)engine.logits(short_buffer, 2); }, ErrorKind::bad_input, {"values"});
+    expect_error([&] { OnednnEngine zero(model, 0); }, ErrorKind::bad_input, {"batch"});
+    expect_error([&] { OnednnEngine huge(random_model("conv3x3s1p1-gated-pool7", {1, 28, 28}, 400, 10, 84), 60000); },
+                 ErrorKind::limit, {"--batch 60000", "MiB"});
+    Model broken = model;
+    broken.fc_bias.data.pop_back();
+    broken.fc_bias.shape = {2};
+    expect_error([&] { OnednnEngine bad(broken); }, ErrorKind::bad_input, {"invalid model", "fc_bias"});
+}
