@@ -318,23 +318,42 @@ struct OnednnEngine::Impl {
             dnnl::post_ops gate_ops;
             gate_ops.append_binary(dnnl::algorithm::binary_ge, zero_desc);
             gate_ops.append_binary(dnnl::algorithm::binary_mul, u.get_desc());
-            const dnnl::primitive_attr gate_attr = user_scratchpad_attr(gate_ops);
-            // Same source and destination layouts as the first convolution: one input
-            // reorder serves both, and u multiplies elementwise in its own layout.
-            const dnnl::convolution_forward::primitive_desc gate_pd(
-                {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, conv_pd.src_desc(),
-                 any_weights, conv_pd.dst_desc(), strides, padding, padding},
-                gate_attr, engine);
             const memory gate_weight_plain = plain_memory(engine, kernel_dims, tag::oihw, model.gate_weight.data);
-            activated = memory(gate_pd.dst_desc(), engine);
-            add_step<dnnl::convolution_forward>(
-                stage, gate_pd,
-                {{DNNL_ARG_SRC, conv_input},
-                 {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, gate_weight_plain, gate_pd.weights_desc())},
-                 {DNNL_ARG_DST, activated},
-                 {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, zero},
-                 {DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, u}});
-            stage.implementation += std::string(", gate conv ") + gate_pd.impl_info_str();
+            const dnnl::convolution_forward::desc gate_desc(dnnl::prop_kind::forward_inference,
+                                                            dnnl::algorithm::convolution_direct, conv_pd.src_desc(),
+                                                            any_weights, conv_pd.dst_desc(), strides, padding, padding);
+            try {
+                // Same source and destination layouts as the first convolution: one input
+                // reorder serves both, and u multiplies elementwise in its own layout.
+                const dnnl::convolution_forward::primitive_desc gate_pd(gate_desc, user_scratchpad_attr(gate_ops), engine);
+                activated = memory(gate_pd.dst_desc(), engine);
+                add_step<dnnl::convolution_forward>(
+                    stage, gate_pd,
+                    {{DNNL_ARG_SRC, conv_input},
+                     {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, gate_weight_plain, gate_pd.weights_desc())},
+                     {DNNL_ARG_DST, activated},
+                     {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, zero},
+                     {DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, u}});
+                stage.implementation += std::string(", gate conv ") + gate_pd.impl_info_str();
+            } catch (const dnnl::error&) {
+                // Some layouts (e.g. 1x1 kernels on few channels) have no convolution with
+                // binary post-ops: the gate convolution alone, then the two binary steps.
+                const dnnl::convolution_forward::primitive_desc gate_pd(gate_desc, plain_attr, engine);
+                const memory gate(gate_pd.dst_desc(), engine);
+                add_step<dnnl::convolution_forward>(
+                    stage, gate_pd,
+                    {{DNNL_ARG_SRC, conv_input},
+                     {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, gate_weight_plain, gate_pd.weights_desc())},
+                     {DNNL_ARG_DST, gate}});
+                const dnnl::binary::primitive_desc open_pd(
+                    {dnnl::algorithm::binary_ge, gate.get_desc(), zero_desc, gate.get_desc()}, plain_attr, engine);
+                add_step<dnnl::binary>(stage, open_pd, {{DNNL_ARG_SRC_0, gate}, {DNNL_ARG_SRC_1, zero}, {DNNL_ARG_DST, gate}});
+                activated = memory(gate.get_desc(), engine);
+                const dnnl::binary::primitive_desc product_pd(
+                    {dnnl::algorithm::binary_mul, gate.get_desc(), u.get_desc(), gate.get_desc()}, plain_attr, engine);
+                add_step<dnnl::binary>(stage, product_pd, {{DNNL_ARG_SRC_0, gate}, {DNNL_ARG_SRC_1, u}, {DNNL_ARG_DST, activated}});
+                stage.implementation += std::string(", gate conv ") + gate_pd.impl_info_str() + " + binary ge, mul";
+            }
         }
 
         if (!fold) {

@@ -11,6 +11,8 @@
 #include "cvxcnn/patches/patch_matrix.hpp"
 #include "cvxcnn/problem/convex_features.hpp"
 #include "cvxcnn/recover/cnn_from_convex.hpp"
+#include "cvxcnn/recover/cone_decomposition.hpp"
+#include "cvxcnn/solvers/cone_constrained.hpp"
 #include "cvxcnn/util/error.hpp"
 
 namespace cvxcnn {
@@ -48,9 +50,7 @@ std::vector<double> beta_path(const TrainingSettings& settings, double beta_max)
 
 void TrainingSettings::validate() const {
     auto fail = [](const std::string& message) { throw Error(ErrorKind::bad_input, message); };
-    if (architecture.activation != Activation::gated_relu)
-        fail("--arch " + to_string(architecture) + ": convex training supports the gated activation so far "
-             "(relu, leaky and abs need the cone-constrained solver, not built yet); use e.g. conv3x3s1p1-gated-pool7");
+    FeatureActivation::of(architecture).validate();
     if (patterns < 1 || patterns > 100000) fail("--patterns " + std::to_string(patterns) + ": must be in 1..100000");
     if (rank && (*rank < 1 || *rank > 16)) fail("--rank " + std::to_string(*rank) + ": must be in 1..16");
     if (beta && !(*beta > 0.0 && std::isfinite(*beta))) fail("--beta " + std::to_string(*beta) + ": must be positive");
@@ -172,13 +172,21 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
     if (patterns.count() == 0)
         throw Error(ErrorKind::bad_input, "no sign pattern is active on the training patches (are all images blank?)");
     result.patterns_kept = patterns.count();
-    const ConvexFeatures features = build_convex_features(train_patches, patterns);
+    // ReLU, leaky ReLU and abs: the gated program on that activation's feature blocks,
+    // then every group split into two filters of its cone (at scale), or the exact cone-
+    // constrained program from there (with --rank, where all patterns are enumerated).
+    const FeatureActivation activation = FeatureActivation::of(arch);
+    const bool gated = arch.activation == Activation::gated_relu;
+    const ConvexFeatures features = build_convex_features(train_patches, patterns, std::nullopt, activation);
     const RowMatrixF generators = patterns.generators;
-    patterns.words = {};  // the bits are in the features now
+    if (gated) patterns.words = {};  // the bits are in the features now; the cones need them
+    // Validation features of the gated model: the network itself for gated ReLU, a proxy
+    // that ranks the path's betas for the other activations (their final networks are
+    // evaluated on the validation split directly below).
     RowMatrixF val_features;
     if (!val.labels.empty()) {
         const PatchMatrices val_patches = extract_patches(val, arch);
-        val_features = build_convex_features(val_patches, generators).matrix;
+        val_features = build_convex_features(val_patches, generators, std::nullopt, activation).matrix;
     }
 
     const GroupLassoProblem problem{features.matrix, features.block_width, train.labels, classes, settings.loss};
@@ -259,12 +267,76 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
         result.val_accuracy = accuracy_of(val_features, best_weights, val.labels);
     }
 
-    result.model = recover_gated_cnn(features, generators, best_weights, train_patches, data.class_names, normalization);
+    std::string method = "convex two-layer CNN: gated ReLU group lasso";
+    RowMatrixF convex_weights = best_weights;  // the convex model the network is recovered from
+    nlohmann::json exactness = nlohmann::json::object();
+    if (gated) {
+        result.model =
+            recover_gated_cnn(features, generators, best_weights, train_patches, data.class_names, normalization);
+    } else if (settings.rank) {
+        // All patterns are enumerated: the exact program (cone constraints) is solved,
+        // warm-started from the cone decomposition of the gated solution.
+        ConeDecomposition split = decompose_into_cones(features, train_patches, patterns, best_weights);
+        const ConeConstrainedProblem exact{features, train_patches, patterns, train.labels, classes, settings.loss};
+        ConeSolverSettings cone;
+        cone.beta = result.beta;
+        cone.rel_gap_tol = settings.rel_gap_tol;
+        if (settings.time_limit_s > 0) cone.time_limit_s = std::max(1.0, settings.time_limit_s - seconds_since(start));
+        const ConeSolveInfo cone_info = solve_cone_constrained(exact, cone, split.positive, split.negative);
+        convex_weights = (split.positive - split.negative).cast<float>();
+        result.train_accuracy = accuracy_of(features.matrix, convex_weights, train.labels);
+        result.model = recover_cone_cnn(features, split.positive, split.negative, train_patches, data.class_names,
+                                        normalization);
+        method = "convex two-layer CNN: exact " + std::string(to_string(arch.activation)) +
+                 " program (cone constraints) over every enumerated pattern, augmented Lagrangian";
+        exactness["exact_program"] = cone_info;
+        // The certificate of the network is the exact program's.
+        result.solve.primal = cone_info.primal;
+        result.solve.dual = cone_info.dual;
+        result.solve.gap = cone_info.gap;
+        result.solve.rel_gap = cone_info.rel_gap;
+        result.solve.status = cone_info.status == ConeSolverStatus::solved ? SolverStatus::solved
+                              : cone_info.status == ConeSolverStatus::time_limit_reached ? SolverStatus::time_limit_reached
+                              : cone_info.status == ConeSolverStatus::diverged ? SolverStatus::diverged
+                                                                               : SolverStatus::max_iters_reached;
+    } else {
+        DecomposedModel decomposed = recover_cnn_by_cone_decomposition(features, patterns, best_weights, train_patches,
+                                                                       data.class_names, normalization);
+        result.model = std::move(decomposed.model);
+        method = "convex two-layer CNN: gated program on " + std::string(to_string(arch.activation)) +
+                 " feature blocks, each group split into two filters of its cone (cone decomposition)";
+        exactness["cone_decomposition"] = decomposed.report;
+        // The network's own objective: the gated loss (its outputs on the training split are
+        // the gated model's) plus beta times the split filters' norms.
+        exactness["network_objective"] =
+            result.solve.primal + result.beta * (decomposed.report.split_norm - decomposed.report.gated_norm);
+    }
+    // The network itself against the convex model it was recovered from, on the training
+    // split, and its own validation accuracy.
+    {
+        const Dataset raw_train = subset(data, train_indices);
+        const RowMatrixF network_logits = reference_logits(result.model, raw_train);
+        const RowMatrixF convex_logits = features.matrix * convex_weights;
+        const std::vector<std::int32_t> network_classes = argmax_rows(network_logits);
+        const std::vector<std::int32_t> convex_classes = argmax_rows(convex_logits);
+        std::size_t agree = 0;
+        for (std::size_t j = 0; j < network_classes.size(); ++j) agree += network_classes[j] == convex_classes[j];
+        exactness["train_prediction_agreement"] = static_cast<double>(agree) / static_cast<double>(network_classes.size());
+        exactness["max_relative_logit_difference"] =
+            (network_logits - convex_logits).cwiseAbs().maxCoeff() / std::max(1e-30f, convex_logits.cwiseAbs().maxCoeff());
+        if (!val_indices.empty() && !gated) {
+            const Dataset raw_val = subset(data, val_indices);
+            const std::vector<std::int32_t> predicted = argmax_rows(reference_logits(result.model, raw_val));
+            std::size_t correct = 0;
+            for (std::size_t j = 0; j < predicted.size(); ++j) correct += predicted[j] == raw_val.labels[j];
+            result.val_accuracy = static_cast<double>(correct) / static_cast<double>(predicted.size());
+        }
+    }
     result.seconds = seconds_since(start);
 
     const SolveInfo& info = result.solve;
     result.model.training = {
-        {"method", "convex two-layer CNN (gated ReLU group lasso)"},
+        {"method", method},
         {"solver", "FISTA with backtracking and restart, duality-gap certificate"},
         {"loss", std::string(to_string(settings.loss))},
         {"beta", result.beta},
@@ -289,7 +361,8 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
         {"seed", settings.seed},
         {"tol", settings.rel_gap_tol},
         {"time_s", result.seconds},
-        {"path", result.path}};
+        {"path", result.path},
+        {"recovery", exactness}};
     return result;
 }
 

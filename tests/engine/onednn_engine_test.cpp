@@ -87,6 +87,9 @@ TEST(OnednnEngine, MatchesReferenceForAllActivationsAndGeometries) {
         {3, 11, 13, 3, 1, 1, 1},  // odd sides, global average: pooled
         {1, 28, 28, 3, 1, 1, 7},  // the Fashion-MNIST shape: 4x4 bands, pooled
         {1, 28, 28, 3, 1, 1, 3},  // bands 9,9,10: folded
+        {3, 3, 3, 1, 1, 0, 1},    // 1x1 kernel on RGB, global average: no gated conv with
+                                  // binary post-ops exists, the separate binary steps run
+        {3, 2, 2, 1, 1, 0, 1},
     };
     unsigned seed = 1;
     double worst = 0.0;

@@ -152,6 +152,62 @@ TEST(ConvexTraining, RankEnumerationTrainsOnEveryPatternOfTheArrangement) {
     EXPECT_THROW((void)train_convex_cnn(data, settings), Error) << "over the enumeration cap: refused before work";
 }
 
+// ReLU, leaky ReLU and abs at scale: the gated program on the activation's blocks, then the
+// cone decomposition. The network must reproduce the convex model on the training split.
+TEST(ConvexTraining, ReluLeakyAndAbsNetworksReproduceTheirConvexModel) {
+    const Dataset data = bars(12, 6);
+    for (const char* arch : {"conv3x3s1p1-relu-pool2", "conv3x3s1p1-leaky0.1-pool2", "conv3x3s1p1-abs-pool2"}) {
+        SCOPED_TRACE(arch);
+        TrainingSettings settings = small_settings();
+        settings.architecture = parse_architecture(arch);
+        const TrainingResult result = train_convex_cnn(data, settings);
+        EXPECT_EQ(result.model.architecture, settings.architecture);
+        EXPECT_EQ(result.solve.status, SolverStatus::solved);
+        const auto& recovery = result.model.training["recovery"];
+        EXPECT_EQ(recovery["train_prediction_agreement"].get<double>(), 1.0);
+        EXPECT_LE(recovery["max_relative_logit_difference"].get<double>(), 1e-4);
+        const auto& split = recovery["cone_decomposition"];
+        EXPECT_GE(split["split_norm"].get<double>(), split["gated_norm"].get<double>() * (1 - 1e-9))
+            << "a split never has a smaller regularizer";
+        EXPECT_GE(recovery["network_objective"].get<double>(), result.solve.dual) << "weak duality";
+        // The recovered network classifies the training split as the convex model did.
+        auto [train_indices, val_indices] = split_indices(data.size(), settings.val_split, settings.seed);
+        const Dataset train = subset(data, train_indices);
+        const auto predicted = argmax_rows(reference_logits(result.model, train));
+        std::size_t correct = 0;
+        for (std::size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == train.labels[i];
+        EXPECT_NEAR(static_cast<double>(correct) / predicted.size(), result.train_accuracy, 1e-12);
+    }
+}
+
+// With --rank every pattern is enumerated and the exact ReLU program itself is solved.
+TEST(ConvexTraining, RankWithReluSolvesTheExactProgramToItsCertificate) {
+    std::mt19937 rng(9);
+    std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
+    Dataset data;
+    data.shape = {3, 2, 2};
+    data.class_names = {"a", "b"};
+    for (int i = 0; i < 10; ++i) {
+        for (int v = 0; v < 12; ++v) data.images.push_back(pixel(rng) * (v < 4 && i % 2 ? 0.3f : 1.0f));
+        data.labels.push_back(i % 2);
+    }
+    TrainingSettings settings = small_settings();
+    settings.architecture = parse_architecture("conv1x1-relu-pool1");
+    settings.rank = 2;
+    settings.val_split = 0.2;
+    settings.loss = Loss::squared;
+    settings.rel_gap_tol = 1e-4;
+    const TrainingResult result = train_convex_cnn(data, settings);
+    EXPECT_EQ(result.solve.status, SolverStatus::solved);
+    EXPECT_LE(result.solve.rel_gap, 1e-4);
+    EXPECT_GE(result.solve.gap, -1e-9) << "weak duality";
+    const auto& recovery = result.model.training["recovery"];
+    EXPECT_TRUE(recovery.contains("exact_program"));
+    EXPECT_EQ(recovery["train_prediction_agreement"].get<double>(), 1.0);
+    EXPECT_LE(recovery["max_relative_logit_difference"].get<double>(), 1e-4);
+    EXPECT_LE(recovery["exact_program"]["max_violation"].get<double>(), 1e-6);
+}
+
 TEST(ConvexTraining, BadSettingsAndMemoryLimitAreOneLineErrors) {
     const Dataset data = bars(4, 4);
     auto message = [&](TrainingSettings settings) {
@@ -163,9 +219,10 @@ TEST(ConvexTraining, BadSettingsAndMemoryLimitAreOneLineErrors) {
         }
         return std::string("no error");
     };
-    TrainingSettings relu = small_settings();
-    relu.architecture = parse_architecture("conv3x3s1p1-relu-pool2");
-    EXPECT_NE(message(relu).find("--arch"), std::string::npos);
+    TrainingSettings leaky = small_settings();
+    leaky.architecture = parse_architecture("conv3x3s1p1-leaky0.1-pool2");
+    leaky.architecture.leaky_slope = 1.5f;
+    EXPECT_NE(message(leaky).find("slope"), std::string::npos) << message(leaky);
     TrainingSettings tiny_memory = small_settings();
     tiny_memory.max_memory_bytes = 1024;
     EXPECT_NE(message(tiny_memory).find("--max-memory"), std::string::npos);

@@ -24,7 +24,7 @@ namespace {
 struct TrainArgs {
     std::string data_dir;
     std::string out;
-    std::string arch = "gated";
+    std::string arch = "default";
     int patterns = TrainingSettings{}.patterns;
     std::string pattern_source = "gaussian";
     std::uint64_t seed = 0;
