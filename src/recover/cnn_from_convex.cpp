@@ -39,19 +39,10 @@ Model recover_gated_cnn(const ConvexFeatures& layout, const RowMatrixF& generato
         }
 
     const int m = static_cast<int>(active.size());
-    const int grid = architecture.pool_grid;
     const int regions = layout.regions;
-    Model model;
-    model.architecture = architecture;
-    model.input = patches.input_shape();
-    model.class_names = std::move(class_names);
+    // Zero tensors of the right shapes (the gate filters for gated ReLU only).
+    Model model = make_model(architecture, patches.input_shape(), std::move(class_names), m);
     model.normalization = normalization;
-    const std::int64_t k = architecture.kernel, channels = model.input.channels;
-    model.conv_weight = Tensor::zeros({m, channels, k, k});
-    model.gate_weight = Tensor::zeros({m, channels, k, k});
-    model.conv_bias = Tensor::zeros({m});
-    model.fc_weight = Tensor::zeros({classes, static_cast<std::int64_t>(m) * grid * grid});
-    model.fc_bias = Tensor::zeros({classes});
 
     const auto& sizes = patches.regions().sizes;
     oneapi::tbb::parallel_for(0, m, [&](int f) {
@@ -106,18 +97,10 @@ Model recover_cone_cnn(const ConvexFeatures& layout, const RowMatrixD& positive,
             }
 
     const int m = static_cast<int>(filters.size());
-    const int grid = architecture.pool_grid;
     const int regions = layout.regions;
-    Model model;
-    model.architecture = architecture;
-    model.input = patches.input_shape();
-    model.class_names = std::move(class_names);
+    // Zero tensors of the right shapes (the gate filters for gated ReLU only).
+    Model model = make_model(architecture, patches.input_shape(), std::move(class_names), m);
     model.normalization = normalization;
-    const std::int64_t k = architecture.kernel, channels = model.input.channels;
-    model.conv_weight = Tensor::zeros({m, channels, k, k});
-    model.conv_bias = Tensor::zeros({m});
-    model.fc_weight = Tensor::zeros({classes, static_cast<std::int64_t>(m) * grid * grid});
-    model.fc_bias = Tensor::zeros({classes});
 
     const auto& sizes = patches.regions().sizes;
     oneapi::tbb::parallel_for(0, m, [&](int f) {
