@@ -31,7 +31,8 @@ TEST(ArchitecturePresets, EveryPresetOfTheFileIsBuiltInAndValid) {
 
 TEST(ArchitecturePresets, TheDefaultFitsBoth28And32PixelImages) {
     const Architecture arch = resolve_architecture("default");
-    EXPECT_EQ(arch.activation, Activation::relu) << "the issue's default activation";
+    EXPECT_EQ(arch.activation, Activation::gated_relu) << "see the preset's description";
+    EXPECT_EQ(resolve_architecture("relu").activation, Activation::relu);
     EXPECT_GE(arch.pool_grid, 7) << "coarser grids cost accuracy even for SGD";
     EXPECT_NO_THROW(validate_for_input(arch, ImageShape{1, 28, 28}));
     EXPECT_NO_THROW(validate_for_input(arch, ImageShape{3, 32, 32}));
