@@ -94,7 +94,7 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     auto args = std::make_shared<TrainArgs>();
     command->add_option("DATA_DIR", args->data_dir, "Image folder: DATA_DIR/<class>/<image>")->required();
     command->add_option("-o,--out", args->out, "Model file to write (atomically)")->required();
-    command->add_option("--arch", args->arch, "A preset of models/presets.json (default, gated, fast, wide, cifar) or an architecture such as conv3x3s1p1-relu-pool7")->capture_default_str();
+    command->add_option("--arch", args->arch, "A preset of models/presets.json (default, relu, fast, wide, cifar) or an architecture such as conv3x3s1p1-relu-pool7")->capture_default_str();
     CLI::Option* patterns_option = command->add_option("-P,--patterns", args->patterns, "Sign patterns to sample (generators drawn)")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
