@@ -59,7 +59,8 @@ void TrainingSettings::validate() const {
     if (!beta && val_split <= 0.0) fail("--beta auto picks beta on a validation split: give --val-split > 0 or a --beta");
     if (path_points < 1 || path_points > 100) fail("--path-points: must be in 1..100");
     if (!(path_min_ratio > 0.0 && path_min_ratio <= path_max_ratio && path_max_ratio < 1.0))
-        fail("beta path: need 0 < min ratio <= max ratio < 1");
+        fail("--path-min " + std::to_string(path_min_ratio) + " and --path-max " + std::to_string(path_max_ratio) +
+             ": need 0 < --path-min <= --path-max < 1");
     if (!(rel_gap_tol > 0.0 && rel_gap_tol < 1.0)) fail("--tol: must be in (0, 1)");
     if (!(path_rel_gap_tol > 0.0 && path_rel_gap_tol < 1.0)) fail("beta path tolerance: must be in (0, 1)");
     if (!(path_time_share > 0.0 && path_time_share <= 1.0)) fail("beta path time share: must be in (0, 1]");

@@ -226,6 +226,11 @@ TEST(ConvexTraining, BadSettingsAndMemoryLimitAreOneLineErrors) {
     TrainingSettings tiny_memory = small_settings();
     tiny_memory.max_memory_bytes = 1024;
     EXPECT_NE(message(tiny_memory).find("--max-memory"), std::string::npos);
+    TrainingSettings inverted_path = small_settings();
+    inverted_path.beta.reset();
+    inverted_path.path_min_ratio = 0.5;
+    inverted_path.path_max_ratio = 0.1;
+    EXPECT_NE(message(inverted_path).find("--path-min"), std::string::npos);
     TrainingSettings auto_without_val = small_settings();
     auto_without_val.beta.reset();
     auto_without_val.val_split = 0;

@@ -33,6 +33,8 @@ struct TrainArgs {
     std::string beta = "auto";
     double val_split = TrainingSettings{}.val_split;
     int path_points = TrainingSettings{}.path_points;
+    double path_max = TrainingSettings{}.path_max_ratio;
+    double path_min = TrainingSettings{}.path_min_ratio;
     double tol = TrainingSettings{}.rel_gap_tol;
     int max_iters = TrainingSettings{}.max_iters;
     double time_limit = TrainingSettings{}.time_limit_s;
@@ -61,6 +63,8 @@ TrainingSettings settings_from(const TrainArgs& args) {
     }
     settings.val_split = args.val_split;
     settings.path_points = args.path_points;
+    settings.path_max_ratio = args.path_max;
+    settings.path_min_ratio = args.path_min;
     settings.rel_gap_tol = args.tol;
     settings.max_iters = args.max_iters;
     settings.time_limit_s = args.time_limit;
@@ -114,6 +118,12 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
         ->capture_default_str();
     command->add_option("--val-split", args->val_split, "Fraction of DATA_DIR held out for validation")
         ->check(CLI::Range(0.0, 0.9))
+        ->capture_default_str();
+    command->add_option("--path-max", args->path_max, "Largest beta of --beta auto, as a fraction of beta_max")
+        ->check(CLI::Range(1e-12, 1.0))
+        ->capture_default_str();
+    command->add_option("--path-min", args->path_min, "Smallest beta of --beta auto, as a fraction of beta_max")
+        ->check(CLI::Range(1e-12, 1.0))
         ->capture_default_str();
     command->add_option("--path-points", args->path_points, "Betas tried by --beta auto")
         ->check(CLI::Range(1, 100))
