@@ -288,6 +288,20 @@ void check_weights(const GroupLassoProblem& problem, const RowMatrixF& weights) 
     if (!weights.allFinite()) throw Error(ErrorKind::bad_input, "group lasso: the warm-start weights are not finite");
 }
 
+// A state from a checkpoint file is data: its sizes must fit this problem before use.
+void check_state(const GroupLassoProblem& problem, const SolverState& state) {
+    const auto fits = [](const RowMatrixD& m, Eigen::Index rows, Eigen::Index cols) {
+        return m.rows() == rows && m.cols() == cols && m.allFinite();
+    };
+    const Eigen::Index n = problem.samples(), columns = problem.columns(), classes = problem.classes;
+    if (!fits(state.w, columns, classes) || !fits(state.v, columns, classes) || !fits(state.zw, n, classes) ||
+        !fits(state.zv, n, classes) || state.next_iteration < 0 || !(state.eta > 0.0) || !std::isfinite(state.t) ||
+        state.t < 1.0)
+        throw Error(ErrorKind::bad_input, "group lasso: the solver state to resume does not fit this problem (" +
+                                              std::to_string(n) + " samples, " + std::to_string(columns) +
+                                              " feature columns, " + std::to_string(classes) + " classes)");
+}
+
 void check_beta(double beta) {
     if (!(beta > 0.0) || !std::isfinite(beta))
         throw Error(ErrorKind::bad_input, "--beta " + format_number(beta) + ": must be positive and finite");
@@ -311,6 +325,14 @@ std::string_view to_string(Loss loss) noexcept {
     return "unknown";
 }
 
+SolverStatus parse_solver_status(std::string_view text) {
+    for (const SolverStatus status : {SolverStatus::solved, SolverStatus::max_iters_reached,
+                                      SolverStatus::time_limit_reached, SolverStatus::stopped, SolverStatus::diverged,
+                                      SolverStatus::interrupted})
+        if (to_string(status) == text) return status;
+    throw Error(ErrorKind::bad_input, "unknown solver status \"" + std::string(text) + "\"");
+}
+
 Loss parse_loss(std::string_view text) {
     if (text == "cross-entropy") return Loss::cross_entropy;
     if (text == "squared") return Loss::squared;
@@ -324,6 +346,7 @@ std::string_view to_string(SolverStatus status) noexcept {
         case SolverStatus::time_limit_reached: return "time-limit-reached";
         case SolverStatus::stopped: return "stopped";
         case SolverStatus::diverged: return "diverged";
+        case SolverStatus::interrupted: return "interrupted";
     }
     return "unknown";
 }
@@ -468,16 +491,21 @@ double kkt_residual(const GroupLassoProblem& problem, double beta, const RowMatr
 
 // ---- R-FISTA ----------------------------------------------------------------------------
 
-SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettings& settings, RowMatrixF& weights) {
+SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettings& settings, RowMatrixF& weights,
+                            SolverState* state) {
     settings.validate();
     problem.validate();
     check_weights(problem, weights);
-    const auto start = Clock::now();
+    const bool resuming = state != nullptr && !state->empty();
+    if (resuming) check_state(problem, *state);
+    // A resumed solve's clock continues where the interrupted one stopped.
+    const auto start = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(resuming ? state->seconds : 0.0));
     const Evaluator eval(problem);
     const double beta = settings.beta;
     const int h = problem.block_width;
 
-    SolveInfo info;
+    SolveInfo info = resuming ? state->info : SolveInfo{};
     info.beta = beta;
     info.groups = static_cast<int>(problem.blocks() * problem.classes);
 
@@ -492,17 +520,32 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     // momentum, so its rounding errors do not grow).
     // At a check the returned weights are float(w): their objective comes from a fresh
     // product, the dual point from the cached Z(w) (any dual point gives a valid bound).
-    RowMatrixD w = weights.cast<double>();
-    RowMatrixD v = w, wp;
+    RowMatrixD w, v, wp;
     RowMatrixF d, gv, grad_v, gw, grad_w;
     RowMatrixD zw, zv, zp, zd, z_out;
-    eval.forward(weights, zw);
-    zv = zw;
     double t = 1.0;
     double eta = settings.initial_step;
     double initial_objective = 0.0;
     bool v_is_w = true;  // at the start and after a restart: the check's gradient at w is the step's at v
     double best_dual = -std::numeric_limits<double>::infinity();
+    int first_k = 0;
+    if (resuming) {
+        w = std::move(state->w);
+        v = std::move(state->v);
+        zw = std::move(state->zw);
+        zv = std::move(state->zv);
+        t = state->t;
+        eta = state->eta;
+        initial_objective = state->initial_objective;
+        v_is_w = state->v_is_w;
+        best_dual = state->best_dual;
+        first_k = state->next_iteration;
+    } else {
+        w = weights.cast<double>();
+        v = w;
+        eval.forward(weights, zw);
+        zv = zw;
+    }
 
     // Certifies float(w), left in `weights`; appends the trace row.
     const auto check_point = [&](int iteration) {
@@ -520,7 +563,13 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         return cert;
     };
 
-    for (int k = 0;; ++k) {
+    int k = first_k;
+    for (;; ++k) {
+        if (k > first_k && settings.interrupt && settings.interrupt()) {
+            info.status = SolverStatus::interrupted;
+            weights = w.cast<float>();
+            break;
+        }
         const bool time_up = settings.time_limit_s > 0.0 && seconds_since(start) >= settings.time_limit_s;
         const bool last = k >= settings.max_iters || time_up;
         const bool check = k % settings.check_every == 0 || last;
@@ -593,14 +642,31 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     }
 
     if (info.status == SolverStatus::diverged) (void)check_point(info.iterations);
-    const SolverTraceRow& final_row = info.trace.back();
-    info.primal = final_row.primal;
-    info.dual = final_row.dual;
-    info.gap = final_row.gap;
-    info.rel_gap = final_row.rel_gap;
-    info.active_groups = final_row.active_groups;
+    // An interrupted solve reports its last check (its weights are the uncertified iterate).
+    if (!info.trace.empty()) {
+        const SolverTraceRow& final_row = info.trace.back();
+        info.primal = final_row.primal;
+        info.dual = final_row.dual;
+        info.gap = final_row.gap;
+        info.rel_gap = final_row.rel_gap;
+        info.active_groups = final_row.active_groups;
+    }
     info.step = eta;
     info.seconds = seconds_since(start);
+    if (state != nullptr) {
+        state->next_iteration = k;
+        state->w = std::move(w);
+        state->v = std::move(v);
+        state->zw = std::move(zw);
+        state->zv = std::move(zv);
+        state->t = t;
+        state->eta = eta;
+        state->initial_objective = initial_objective;
+        state->best_dual = best_dual;
+        state->v_is_w = v_is_w;
+        state->seconds = info.seconds;
+        state->info = info;
+    }
     return info;
 }
 
@@ -663,6 +729,32 @@ void to_json(nlohmann::json& json, const SolveInfo& info) {
             {"backtracks", info.backtracks},
             {"step", info.step},
             {"trace", std::move(trace)}};
+}
+
+void from_json(const nlohmann::json& json, SolveInfo& info) {
+    try {
+        info.status = parse_solver_status(json.at("status").get<std::string>());
+        json.at("iterations").get_to(info.iterations);
+        json.at("primal").get_to(info.primal);
+        json.at("dual").get_to(info.dual);
+        json.at("gap").get_to(info.gap);
+        json.at("rel_gap").get_to(info.rel_gap);
+        json.at("beta").get_to(info.beta);
+        json.at("active_groups").get_to(info.active_groups);
+        json.at("groups").get_to(info.groups);
+        json.at("seconds").get_to(info.seconds);
+        json.at("restarts").get_to(info.restarts);
+        json.at("backtracks").get_to(info.backtracks);
+        json.at("step").get_to(info.step);
+        info.trace.clear();
+        for (const nlohmann::json& row : json.at("trace"))
+            info.trace.push_back({row.at("iteration").get<int>(), row.at("primal").get<double>(),
+                                  row.at("dual").get<double>(), row.at("gap").get<double>(),
+                                  row.at("rel_gap").get<double>(), row.at("active_groups").get<int>(),
+                                  row.at("seconds").get<double>(), row.at("step").get<double>()});
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(ErrorKind::bad_input, std::string("solve record: ") + e.what());
+    }
 }
 
 }  // namespace cvxcnn

@@ -47,6 +47,17 @@ std::vector<double> beta_path(const TrainingSettings& settings, double beta_max)
     return betas;
 }
 
+// An interrupted solve's weights are its uncertified iterate: give them their own
+// certificate (a fresh one: the solver's state, and so a resumed run, is untouched).
+void certify_interrupted(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights, SolveInfo& info) {
+    const Certificate cert = certificate(problem, beta, weights);
+    info.primal = cert.primal;
+    info.dual = cert.dual;
+    info.gap = cert.gap;
+    info.rel_gap = cert.rel_gap;
+    info.active_groups = active_groups(weights, problem.block_width);
+}
+
 }  // namespace
 
 void TrainingSettings::validate() const {
@@ -68,6 +79,83 @@ void TrainingSettings::validate() const {
     if (path_max_iters < 1) fail("beta path iterations: must be at least 1");
     if (!(time_limit_s >= 0.0)) fail("--time-limit: must be >= 0");
 }
+
+void to_json(nlohmann::json& json, const TrainingSettings& settings) {
+    json = {{"architecture", to_string(settings.architecture)},
+            {"patterns", settings.patterns},
+            {"pattern_source", settings.pattern_source == SamplingOptions::Source::gaussian ? "gaussian" : "data"},
+            {"rank", settings.rank ? nlohmann::json(*settings.rank) : nlohmann::json(nullptr)},
+            {"max_enumerated_patterns", settings.max_enumerated_patterns},
+            {"seed", settings.seed},
+            {"loss", std::string(to_string(settings.loss))},
+            {"beta", settings.beta ? nlohmann::json(*settings.beta) : nlohmann::json(nullptr)},
+            {"path_points", settings.path_points},
+            {"path_max_ratio", settings.path_max_ratio},
+            {"path_min_ratio", settings.path_min_ratio},
+            {"path_max_iters", settings.path_max_iters},
+            {"path_rel_gap_tol", settings.path_rel_gap_tol},
+            {"path_time_share", settings.path_time_share},
+            {"val_split", settings.val_split},
+            {"rel_gap_tol", settings.rel_gap_tol},
+            {"max_iters", settings.max_iters},
+            {"time_limit_s", settings.time_limit_s},
+            {"check_every", settings.check_every},
+            {"max_memory_bytes", settings.max_memory_bytes}};
+}
+
+void from_json(const nlohmann::json& json, TrainingSettings& settings) {
+    try {
+        settings.architecture = parse_architecture(json.at("architecture").get<std::string>());
+        json.at("patterns").get_to(settings.patterns);
+        const std::string source = json.at("pattern_source").get<std::string>();
+        if (source != "gaussian" && source != "data")
+            throw Error(ErrorKind::bad_input, "pattern_source \"" + source + "\"");
+        settings.pattern_source = source == "gaussian" ? SamplingOptions::Source::gaussian
+                                                       : SamplingOptions::Source::data_patches;
+        settings.rank = json.at("rank").is_null() ? std::nullopt : std::optional<int>(json.at("rank").get<int>());
+        json.at("max_enumerated_patterns").get_to(settings.max_enumerated_patterns);
+        json.at("seed").get_to(settings.seed);
+        settings.loss = parse_loss(json.at("loss").get<std::string>());
+        settings.beta = json.at("beta").is_null() ? std::nullopt : std::optional<double>(json.at("beta").get<double>());
+        json.at("path_points").get_to(settings.path_points);
+        json.at("path_max_ratio").get_to(settings.path_max_ratio);
+        json.at("path_min_ratio").get_to(settings.path_min_ratio);
+        json.at("path_max_iters").get_to(settings.path_max_iters);
+        json.at("path_rel_gap_tol").get_to(settings.path_rel_gap_tol);
+        json.at("path_time_share").get_to(settings.path_time_share);
+        json.at("val_split").get_to(settings.val_split);
+        json.at("rel_gap_tol").get_to(settings.rel_gap_tol);
+        json.at("max_iters").get_to(settings.max_iters);
+        json.at("time_limit_s").get_to(settings.time_limit_s);
+        json.at("check_every").get_to(settings.check_every);
+        json.at("max_memory_bytes").get_to(settings.max_memory_bytes);
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(ErrorKind::bad_input, std::string("training settings: ") + e.what());
+    }
+}
+
+namespace {
+
+// A checkpoint continues only the run it came from: same settings, same data.
+void check_resumable(const TrainingCheckpoint& checkpoint, const TrainingSettings& settings, const Dataset& data,
+                     std::uint64_t fingerprint) {
+    if (checkpoint.data_images != data.size() || checkpoint.data_fingerprint != fingerprint)
+        throw Error(ErrorKind::bad_input, "--resume: the checkpoint was written for other data (" +
+                                              std::to_string(checkpoint.data_images) + " images, this folder has " +
+                                              std::to_string(data.size()) + " or different contents)");
+    nlohmann::json current = settings, saved = checkpoint.settings;
+    // The memory cap is a property of the machine, not of the result.
+    current.erase("max_memory_bytes");
+    saved.erase("max_memory_bytes");
+    for (const auto& [key, value] : saved.items())
+        if (!current.contains(key) || current[key] != value)
+            throw Error(ErrorKind::bad_input, "--resume: the checkpoint's " + key + " is " + value.dump() +
+                                                  ", this run's is " + (current.contains(key) ? current[key].dump() : "unset"));
+    if (current.size() != saved.size())
+        throw Error(ErrorKind::bad_input, "--resume: the checkpoint's settings are from another cvxcnn version");
+}
+
+}  // namespace
 
 std::pair<std::vector<std::size_t>, std::vector<std::size_t>> split_indices(std::size_t n, double val_fraction,
                                                                             std::uint64_t seed) {
@@ -101,9 +189,14 @@ Dataset subset(const Dataset& data, const std::vector<std::size_t>& indices) {
     return out;
 }
 
-TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& settings) {
-    const auto start = Clock::now();
+TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& settings,
+                                const TrainingCheckpoint* resume) {
+    // A resumed run's clock continues from the checkpoint's elapsed time.
+    const auto start = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(resume ? resume->elapsed_s : 0.0));
     settings.validate();
+    const std::uint64_t fingerprint = data_fingerprint(data);
+    if (resume != nullptr) check_resumable(*resume, settings, data, fingerprint);
     validate_for_input(settings.architecture, data.shape);
     const int classes = static_cast<int>(data.class_names.size());
     if (classes < 2) throw Error(ErrorKind::bad_input, "training needs at least 2 classes, the data has " +
@@ -198,6 +291,71 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
     double best_val = -1.0;
     const std::vector<double> betas = beta_path(settings, result.beta_max);
     const bool on_path = betas.size() > 1;
+    const int final_stage = static_cast<int>(betas.size());
+
+    const double setup_s = resume != nullptr ? resume->setup_s : seconds_since(start);
+    // Resuming: everything above was rebuilt from the same data and settings; the solve
+    // continues from the checkpoint's stage and solver state.
+    int first_stage = 0;
+    SolverState state;
+    if (resume != nullptr) {
+        if (resume->stage > final_stage)
+            throw Error(ErrorKind::bad_input, "checkpoint stage " + std::to_string(resume->stage) +
+                                                  " is past this run's " + std::to_string(final_stage) + " stages");
+        first_stage = resume->stage;
+        state = resume->solver;
+        result.path = resume->path;
+        best_weights = resume->best_weights;
+        if (best_weights.size() != 0) {
+            best_val = resume->best_val_accuracy;
+            result.solve = resume->best_solve;
+            result.beta = resume->best_beta;
+            result.val_accuracy = resume->best_val_accuracy;
+            result.train_accuracy = resume->best_train_accuracy;
+        }
+    }
+    // The checkpoint of the stage in progress (`state` holds its solver).
+    const auto checkpoint_of = [&](int stage) {
+        TrainingCheckpoint checkpoint;
+        checkpoint.settings = settings;
+        checkpoint.data_fingerprint = fingerprint;
+        checkpoint.data_images = data.size();
+        checkpoint.stage = stage;
+        checkpoint.path = result.path;
+        checkpoint.best_weights = best_weights;
+        checkpoint.best_solve = result.solve;
+        checkpoint.best_beta = result.beta;
+        checkpoint.best_val_accuracy = best_val;
+        checkpoint.best_train_accuracy = result.train_accuracy;
+        checkpoint.solver = state;
+        checkpoint.elapsed_s = seconds_since(start);
+        checkpoint.setup_s = setup_s;
+        return checkpoint;
+    };
+    auto last_checkpoint = Clock::now();
+    bool interrupted = false;
+    const auto interrupt_or_checkpoint = [&] {
+        interrupted = settings.interrupt && settings.interrupt();
+        return interrupted || (settings.checkpoint_every_s > 0 && settings.on_checkpoint &&
+                               seconds_since(last_checkpoint) >= settings.checkpoint_every_s);
+    };
+    // One stage's solve. The solver stops between iterations for a checkpoint and is
+    // called again with its state, which continues bit for bit; only a real interrupt
+    // ends the stage early (status interrupted).
+    const auto solve_stage = [&](int stage, SolverSettings solver, RowMatrixF& stage_weights) {
+        solver.interrupt = interrupt_or_checkpoint;
+        for (;;) {
+            const SolveInfo info = solve_group_lasso(problem, solver, stage_weights, &state);
+            if (info.status != SolverStatus::interrupted) {
+                state = SolverState{};
+                return info;
+            }
+            if (settings.on_checkpoint) settings.on_checkpoint(checkpoint_of(stage));
+            last_checkpoint = Clock::now();
+            if (interrupted) return info;
+            // The solver's clock already includes state.seconds: its limit stays the same.
+        }
+    };
     // Solver settings for one beta; `budget_end` is when this phase's time runs out.
     auto solver_for = [&](double beta, double tol, double budget_end_s, int max_iters) {
         SolverSettings solver;
@@ -205,7 +363,8 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
         solver.max_iters = max_iters;
         solver.rel_gap_tol = tol;
         solver.check_every = settings.check_every;
-        if (settings.time_limit_s > 0) solver.time_limit_s = budget_end_s - seconds_since(start);
+        // The solver's clock starts at the time a resumed state had already spent.
+        if (settings.time_limit_s > 0) solver.time_limit_s = budget_end_s - seconds_since(start) + state.seconds;
         solver.on_check = [&, beta](const SolverProgress& progress) {
             if (settings.on_progress) {
                 char line[256];
@@ -224,15 +383,16 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
     };
 
     // Time left after the set-up, shared evenly between the path's betas.
-    const double setup_s = seconds_since(start);
     const double path_share_s = (settings.time_limit_s - setup_s) * settings.path_time_share / betas.size();
-    for (std::size_t point = 0; point < betas.size(); ++point) {
-        const double beta = betas[point];
+    for (int point = first_stage; point < final_stage && !interrupted; ++point) {
+        const double beta = betas[static_cast<std::size_t>(point)];
         const double point_end_s = on_path ? setup_s + path_share_s * static_cast<double>(point + 1) : settings.time_limit_s;
-        if (settings.time_limit_s > 0 && seconds_since(start) >= point_end_s) break;
+        if (settings.time_limit_s > 0 && seconds_since(start) >= point_end_s && state.empty()) break;
         const double tol = on_path ? std::max(settings.rel_gap_tol, settings.path_rel_gap_tol) : settings.rel_gap_tol;
         const int max_iters = on_path ? std::min(settings.path_max_iters, settings.max_iters) : settings.max_iters;
-        const SolveInfo info = solve_group_lasso(problem, solver_for(beta, tol, point_end_s, max_iters), weights);
+        SolveInfo info = solve_stage(point, solver_for(beta, tol, point_end_s, max_iters), weights);
+        // An interrupted point competes with the weights it reached, certified afresh.
+        if (interrupted) certify_interrupted(problem, beta, weights, info);
         const double train_acc = accuracy_of(features.matrix, weights, train.labels);
         const double val_acc = accuracy_of(val_features, weights, val.labels);
         result.path.push_back({{"beta", beta},
@@ -257,17 +417,23 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
         throw Error(ErrorKind::bad_input, "--time-limit " + std::to_string(settings.time_limit_s) +
                                               " s ended before the first solve started");
     // The chosen beta, from where the path left it, to the certificate asked for.
-    if (on_path && result.solve.rel_gap > settings.rel_gap_tol && result.solve.status != SolverStatus::diverged) {
-        const SolveInfo info =
-            solve_group_lasso(problem, solver_for(result.beta, settings.rel_gap_tol, settings.time_limit_s,
-                                                  std::max(1, settings.max_iters - result.solve.iterations)),
-                              best_weights);
+    const bool final_solve = first_stage == final_stage ||
+                             (on_path && result.solve.rel_gap > settings.rel_gap_tol &&
+                              result.solve.status != SolverStatus::diverged &&
+                              result.solve.status != SolverStatus::stopped);
+    if (!interrupted && final_solve) {
         const int path_iterations = result.solve.iterations;
+        SolveInfo info = solve_stage(final_stage,
+                                     solver_for(result.beta, settings.rel_gap_tol, settings.time_limit_s,
+                                                std::max(1, settings.max_iters - path_iterations)),
+                                     best_weights);
+        if (interrupted) certify_interrupted(problem, result.beta, best_weights, info);
         result.solve = info;
         result.solve.iterations += path_iterations;
         result.train_accuracy = accuracy_of(features.matrix, best_weights, train.labels);
         result.val_accuracy = accuracy_of(val_features, best_weights, val.labels);
     }
+    result.interrupted = interrupted;
 
     std::string method = "convex two-layer CNN: gated ReLU group lasso";
     RowMatrixF convex_weights = best_weights;  // the convex model the network is recovered from
@@ -359,7 +525,7 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
         {"dual_objective", info.dual},
         {"duality_gap", info.gap},
         {"relative_duality_gap", info.rel_gap},
-        {"status", std::string(to_string(info.status))},
+        {"status", std::string(to_string(result.interrupted ? SolverStatus::interrupted : info.status))},
         {"iterations", info.iterations},
         {"patterns_requested", settings.patterns},
         {"patterns", result.patterns_kept},

@@ -488,6 +488,64 @@ TEST(GroupLassoSolver, StopsWithTheRightStatus) {
     EXPECT_EQ(to_string(info.status), "stopped");
 }
 
+TEST(GroupLassoSolver, InterruptedSolvesResumeBitForBit) {
+    const Data data = make_data(150, 10, 3, 3, 83);
+    const GroupLassoProblem problem = data.problem(Loss::cross_entropy);
+    const double beta = 0.02 * beta_max(problem);
+    SolverSettings settings = settings_for(beta, 0.0, 300);  // tolerance 0: every run does all 300 steps
+    settings.check_every = 7;
+
+    RowMatrixF straight = data.zeros();
+    const SolveInfo whole = solve_group_lasso(problem, settings, straight);
+    ASSERT_EQ(whole.status, SolverStatus::max_iters_reached);
+    ASSERT_GT(whole.restarts, 0) << "the test must cross momentum restarts";
+
+    // Interrupted every 13 steps (not a multiple of check_every) and resumed from the state.
+    RowMatrixF resumed = data.zeros();
+    SolverState state;
+    int calls = 0, interruptions = 0;
+    settings.interrupt = [&calls] { return ++calls % 13 == 0; };
+    SolveInfo part;
+    do {
+        part = solve_group_lasso(problem, settings, resumed, &state);
+        interruptions += part.status == SolverStatus::interrupted;
+        if (part.status == SolverStatus::interrupted) {
+            EXPECT_FALSE(state.empty());
+            EXPECT_EQ(resumed, state.w.cast<float>()) << "an interrupted solve hands out its iterate";
+        }
+    } while (part.status == SolverStatus::interrupted);
+    EXPECT_GE(interruptions, 20);
+    EXPECT_EQ(part.status, whole.status);
+    EXPECT_EQ(resumed, straight) << "bit for bit";
+    EXPECT_EQ(part.iterations, whole.iterations);
+    EXPECT_EQ(part.restarts, whole.restarts);
+    EXPECT_EQ(part.backtracks, whole.backtracks);
+    EXPECT_EQ(part.primal, whole.primal);
+    EXPECT_EQ(part.dual, whole.dual);
+    ASSERT_EQ(part.trace.size(), whole.trace.size());
+    for (std::size_t i = 0; i < whole.trace.size(); ++i) {
+        EXPECT_EQ(part.trace[i].iteration, whole.trace[i].iteration);
+        EXPECT_EQ(part.trace[i].primal, whole.trace[i].primal);
+        EXPECT_EQ(part.trace[i].dual, whole.trace[i].dual);
+    }
+
+    // A state that does not fit the problem is refused, not used.
+    SolverState wrong = state;
+    wrong.zw.conservativeResize(wrong.zw.rows() - 1, Eigen::NoChange);
+    RowMatrixF u = data.zeros();
+    EXPECT_THROW((void)solve_group_lasso(problem, settings, u, &wrong), Error);
+}
+
+TEST(GroupLassoSettings, SolveInfoJsonRoundTrip) {
+    const Data data = make_data(40, 4, 2, 2, 84);
+    RowMatrixF u = data.zeros();
+    const SolveInfo info = solve_group_lasso(data.problem(Loss::squared), settings_for(0.05, 0.0, 25), u);
+    const SolveInfo back = nlohmann::json(info).get<SolveInfo>();
+    EXPECT_EQ(nlohmann::json(back), nlohmann::json(info));
+    EXPECT_EQ(parse_solver_status("interrupted"), SolverStatus::interrupted);
+    EXPECT_THROW((void)parse_solver_status("finished"), Error);
+}
+
 TEST(GroupLassoSettings, JsonRoundTrip) {
     SolverSettings settings = settings_for(0.25, 1e-5, 321);
     settings.restart = false;

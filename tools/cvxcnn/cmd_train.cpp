@@ -1,18 +1,24 @@
 // cvxcnn train: a two-layer CNN trained by solving its convex equivalent to a certified
 // duality gap, saved as a model file.
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
-
-#include <unistd.h>
 #include <memory>
+#include <optional>
 #include <string>
+
+#include <signal.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
 #include "cvxcnn/model/model_file.hpp"
 #include "cvxcnn/model/presets.hpp"
+#include "cvxcnn/train/checkpoint.hpp"
 #include "cvxcnn/train/convex_training.hpp"
 #include "cvxcnn/util/error.hpp"
 #include "cvxcnn/util/memory.hpp"
@@ -39,6 +45,9 @@ struct TrainArgs {
     int max_iters = TrainingSettings{}.max_iters;
     double time_limit = TrainingSettings{}.time_limit_s;
     std::string max_memory;
+    std::string resume;
+    std::string checkpoint;
+    double checkpoint_every = 300.0;
     bool json = false;
     DataOptions data;
 };
@@ -72,6 +81,40 @@ TrainingSettings settings_from(const TrainArgs& args) {
                                                         : parse_byte_size(args.max_memory, "--max-memory");
     return settings;
 }
+
+// Ctrl-C and SIGTERM ask training to stop after the current iteration (it then writes a
+// checkpoint and the model so far); a second Ctrl-C ends the process at once.
+std::atomic<bool> interrupt_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+extern "C" void request_interrupt(int) {
+    interrupt_requested.store(true);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+}
+
+// Installs request_interrupt for the lifetime of a training run, then restores the old handlers.
+class InterruptHandlers {
+public:
+    InterruptHandlers() {
+        interrupt_requested.store(false);
+        struct sigaction action {};
+        action.sa_handler = request_interrupt;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGINT, &action, &old_int_);
+        sigaction(SIGTERM, &action, &old_term_);
+    }
+    InterruptHandlers(const InterruptHandlers&) = delete;
+    InterruptHandlers& operator=(const InterruptHandlers&) = delete;
+    ~InterruptHandlers() {
+        sigaction(SIGINT, &old_int_, nullptr);
+        sigaction(SIGTERM, &old_term_, nullptr);
+    }
+
+private:
+    struct sigaction old_int_ {};
+    struct sigaction old_term_ {};
+};
 
 // Solver checks arrive every few iterations: on a terminal the line is redrawn in place,
 // in a pipe or log one line is written every 5 seconds.
@@ -132,6 +175,20 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     command->add_option("--max-iters", args->max_iters, "Iteration cap of the chosen beta (its path iterations included)")->capture_default_str();
     command->add_option("--time-limit", args->time_limit, "Seconds for the whole run (0 = none); the model keeps the duality gap reached")->capture_default_str();
     command->add_option("--max-memory", args->max_memory, "Refuse runs estimated above this (default 75% of RAM)");
+    command->add_option("--checkpoint", args->checkpoint,
+                        "Checkpoint file written on Ctrl-C/SIGTERM and every --checkpoint-every seconds "
+                        "(default OUT.ckpt; removed when training completes)");
+    command->add_option("--checkpoint-every", args->checkpoint_every, "Seconds between checkpoints (0 = only when interrupted)")
+        ->check(CLI::Range(0.0, 1e9))
+        ->capture_default_str();
+    CLI::Option* resume_option = command->add_option(
+        "--resume", args->resume,
+        "Continue an interrupted run from its checkpoint, with its settings, to the model the uninterrupted run gives");
+    // A resumed run is the checkpoint's run: every option that shapes the result is its.
+    for (const char* name : {"--arch", "--patterns", "--pattern-source", "--rank", "--seed", "--loss", "--beta",
+                             "--val-split", "--path-max", "--path-min", "--path-points", "--tol", "--max-iters",
+                             "--time-limit"})
+        resume_option->excludes(command->get_option(name));
     command->add_flag("--json", args->json, "Print the training summary as JSON on stdout");
     args->data.add_to(*command);
     command->footer(
@@ -140,12 +197,45 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
         "  cvxcnn eval sample.cvx datasets/fashion-mnist-sample/test");
 
     return [args, &global]() -> int {
-        TrainingSettings settings = settings_from(*args);  // every flag checked before any loading
+        // Every flag and the checkpoint are checked before any loading.
+        TrainingSettings settings = settings_from(*args);
+        std::optional<TrainingCheckpoint> resume;
+        if (!args->resume.empty()) {
+            resume = read_checkpoint(args->resume);
+            const std::size_t max_memory = settings.max_memory_bytes;
+            try {
+                from_json(resume->settings, settings);
+            } catch (const Error& e) {
+                throw file_error(args->resume, e.what());
+            }
+            settings.max_memory_bytes = max_memory;
+        }
+        const std::filesystem::path checkpoint_path = args->checkpoint.empty() ? args->out + ".ckpt" : args->checkpoint;
         const Dataset data = load_folder_reporting(args->data_dir, args->data, global.progress_mode());
         if (!global.quiet) settings.on_progress = progress_printer();
-        const TrainingResult result = train_convex_cnn(data, settings);
+        settings.checkpoint_every_s = args->checkpoint_every;
+        settings.interrupt = [] { return interrupt_requested.load(); };
+        settings.on_checkpoint = [&checkpoint_path](const TrainingCheckpoint& checkpoint) {
+            write_checkpoint(checkpoint_path, checkpoint);
+        };
+        TrainingResult result;
+        {
+            const InterruptHandlers handlers;
+            result = train_convex_cnn(data, settings, resume ? &*resume : nullptr);
+        }
         if (!global.quiet && ::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
         write_model(args->out, result.model);
+        if (result.interrupted) {
+            std::fprintf(stderr,
+                         "interrupted: wrote the best model so far to %s (status interrupted) and the checkpoint %s; "
+                         "continue with: cvxcnn train %s --resume %s --out %s\n",
+                         args->out.c_str(), checkpoint_path.c_str(), args->data_dir.c_str(), checkpoint_path.c_str(),
+                         args->out.c_str());
+            return exit_interrupted;
+        }
+        // The run is complete: its checkpoint would only resume what is already done.
+        std::error_code ignored;
+        std::filesystem::remove(checkpoint_path, ignored);
         if (args->json) {
             nlohmann::json out = result.model.training;
             out["model"] = args->out;

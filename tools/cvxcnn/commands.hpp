@@ -38,5 +38,7 @@ CommandRunner add_export_command(CLI::App& app, const GlobalOptions& global);
 inline constexpr int exit_success = 0;
 inline constexpr int exit_failure = 1;
 inline constexpr int exit_usage = 2;
+/// Ctrl-C / SIGTERM stopped a run after saving its state (the shell's 128 + SIGINT).
+inline constexpr int exit_interrupted = 130;
 
 }  // namespace cvxcnn::cli

@@ -91,6 +91,10 @@ struct SolverSettings {
     /// Called at every check (progress display, validation accuracy, Ctrl-C); returning
     /// false stops the solve with status `stopped`. Empty = never stop.
     std::function<bool(const SolverProgress&)> on_check;
+    /// Asked before every iteration after the first of this call; returning true ends the
+    /// solve at once with status `interrupted` and its full state exported (SolverState),
+    /// so that Ctrl-C and periodic checkpoints cost nothing and change nothing. Empty = never.
+    std::function<bool()> interrupt;
 
     /// Throws cvxcnn::Error (bad_input) listing every invalid field by its option name,
     /// e.g. "--beta -1: must be positive".
@@ -106,6 +110,7 @@ enum class SolverStatus {
     time_limit_reached,
     stopped,             ///< on_check returned false
     diverged,            ///< non-finite or exploding objective, or a failed line search; weights = last finite iterate
+    interrupted,         ///< settings.interrupt asked to stop between two iterations; resumable from SolverState
 };
 [[nodiscard]] std::string_view to_string(SolverStatus status) noexcept;  ///< e.g. "max-iters-reached"
 
@@ -138,6 +143,24 @@ struct SolveInfo {
     std::vector<SolverTraceRow> trace;  ///< one row per check, the last for the returned weights
 };
 
+/// Everything R-FISTA carries from one iteration to the next. A solve started from a state
+/// exported by an interrupted solve continues bit for bit as if it had never stopped
+/// (the state goes into training checkpoints). Empty (no iterate) = a fresh start.
+struct SolverState {
+    int next_iteration = 0;      ///< the loop index k the solve resumes at
+    RowMatrixD w, v;             ///< current iterate and extrapolation point
+    RowMatrixD zw, zv;           ///< their cached logits F w and F v
+    double t = 1.0;              ///< momentum scalar
+    double eta = 0.0;            ///< step size
+    double initial_objective = 0.0;
+    double best_dual = 0.0;      ///< best dual value so far (valid once a check ran)
+    bool v_is_w = true;
+    double seconds = 0.0;        ///< solve time already spent
+    SolveInfo info;              ///< counters and trace so far
+
+    [[nodiscard]] bool empty() const noexcept { return w.size() == 0; }
+};
+
 /// The duality-gap certificate of a point (SOLVERS.md 5.11).
 struct Certificate {
     double primal = 0.0;   ///< P(U)
@@ -155,7 +178,11 @@ struct Certificate {
 /// per check; both products are TBB-parallel over fixed blocks, so the weights are bitwise
 /// the same for any thread count. Throws cvxcnn::Error (bad_input) for invalid settings,
 /// problem or warm start; (internal) for a negative duality gap beyond rounding.
-SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettings& settings, RowMatrixF& weights);
+/// With `state`: a non-empty state is resumed (`weights` is then ignored as a start; its
+/// shape must still match), and the final state is always exported there, so an
+/// `interrupted` solve can be continued by calling again with it.
+SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettings& settings, RowMatrixF& weights,
+                            SolverState* state = nullptr);
 
 /// max_{b,c} ||(F^T G0)_{b,c}|| with G0 = dL/dZ at U = 0: for beta >= beta_max, U = 0 is
 /// optimal (the start of a regularization path).
@@ -178,5 +205,8 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
 void to_json(nlohmann::json& json, const SolverSettings& settings);
 void from_json(const nlohmann::json& json, SolverSettings& settings);
 void to_json(nlohmann::json& json, const SolveInfo& info);
+void from_json(const nlohmann::json& json, SolveInfo& info);  ///< inverse of to_json (checkpoints)
+/// "solved", "max-iters-reached", ...: inverse of to_string; throws cvxcnn::Error (bad_input).
+[[nodiscard]] SolverStatus parse_solver_status(std::string_view text);
 
 }  // namespace cvxcnn

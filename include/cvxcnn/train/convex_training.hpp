@@ -18,6 +18,7 @@
 #include "cvxcnn/model/model.hpp"
 #include "cvxcnn/patterns/sign_patterns.hpp"
 #include "cvxcnn/solvers/group_lasso.hpp"
+#include "cvxcnn/train/checkpoint.hpp"
 
 namespace cvxcnn {
 
@@ -59,9 +60,22 @@ struct TrainingSettings {
     std::size_t max_memory_bytes = 0;          ///< feature + patch memory cap, 0 = none (--max-memory)
     /// Called at every certificate check with a one-line summary (progress display).
     std::function<void(const std::string&)> on_progress;
+    // ---- interruption and checkpoints (not part of the settings' JSON)
+    /// Asked between two solver iterations; true stops training there: a checkpoint goes
+    /// to on_checkpoint and the best model so far is returned with status "interrupted".
+    std::function<bool()> interrupt;
+    /// Also hand a checkpoint to on_checkpoint every this many seconds of solving (0 = only
+    /// when interrupted). Checkpoints never change the result.
+    double checkpoint_every_s = 0.0;
+    std::function<void(const TrainingCheckpoint&)> on_checkpoint;
 
     void validate() const;
 };
+
+/// The settings that determine the result, as JSON (callbacks excluded), for checkpoints.
+void to_json(nlohmann::json& json, const TrainingSettings& settings);
+/// Inverse of to_json; throws cvxcnn::Error (bad_input) for a missing or bad field.
+void from_json(const nlohmann::json& json, TrainingSettings& settings);
 
 struct TrainingResult {
     Model model;
@@ -75,13 +89,18 @@ struct TrainingResult {
     std::size_t train_samples = 0;
     std::size_t val_samples = 0;
     double seconds = 0.0;
+    bool interrupted = false;           ///< settings.interrupt stopped training (a checkpoint was handed out)
     /// One entry per beta tried: {beta, val_accuracy, train_accuracy, rel_gap, active groups, iterations}.
     nlohmann::json path = nlohmann::json::array();
 };
 
 /// Trains on `data` (raw pixel/255 images). Throws cvxcnn::Error for bad settings or
 /// when the memory estimate exceeds max_memory_bytes (naming the flag to lower).
-[[nodiscard]] TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& settings);
+/// With `resume`, continues an interrupted run from its checkpoint to the model the
+/// uninterrupted run gives (same data and settings required: checked, and an error
+/// names what differs). Set-up time of the resumed run counts against the time limit.
+[[nodiscard]] TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& settings,
+                                              const TrainingCheckpoint* resume = nullptr);
 
 /// Splits indices 0..n-1 into (train, validation) by a seeded shuffle; deterministic.
 [[nodiscard]] std::pair<std::vector<std::size_t>, std::vector<std::size_t>> split_indices(std::size_t n,
