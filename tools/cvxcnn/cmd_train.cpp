@@ -1,11 +1,15 @@
 // cvxcnn train: a two-layer CNN trained by solving its convex equivalent to a certified
-// duality gap, saved as a model file.
+// duality gap (--solver convex, the default), or the same network trained directly by
+// SGD with momentum or Adam (--solver sgd|adam: the non-convex baseline), saved as a
+// model file.
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <stdexcept>
+#include <vector>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +24,7 @@
 #include "cvxcnn/model/presets.hpp"
 #include "cvxcnn/train/checkpoint.hpp"
 #include "cvxcnn/train/convex_training.hpp"
+#include "cvxcnn/train/sgd_training.hpp"
 #include "cvxcnn/util/error.hpp"
 #include "cvxcnn/util/memory.hpp"
 #include "data_options.hpp"
@@ -50,7 +55,65 @@ struct TrainArgs {
     double checkpoint_every = 300.0;
     bool json = false;
     DataOptions data;
+    // --solver sgd | adam
+    std::string solver = "convex";
+    double lr = SgdSettings{}.learning_rate;
+    int epochs = SgdSettings{}.epochs;
+    int width = SgdSettings{}.width;
+    int batch_size = SgdSettings{}.batch_size;
+    double momentum = SgdSettings{}.momentum;
 };
+
+// Options that only one kind of solver reads; given with the other they are refused
+// rather than silently ignored.
+struct SolverOnlyOptions {
+    std::vector<CLI::Option*> convex;    // --patterns, --rank, --tol, ...
+    std::vector<CLI::Option*> gradient;  // --lr, --epochs, --width, --batch-size
+    CLI::Option* momentum = nullptr;     // sgd only
+    CLI::Option* beta = nullptr;
+};
+
+void check_solver_options(const TrainArgs& args, const SolverOnlyOptions& options) {
+    auto refuse = [&](const CLI::Option* option, const std::string& applies_to) {
+        throw CLI::ValidationError(option->get_name(), "applies to " + applies_to + " only, not to --solver " + args.solver);
+    };
+    const bool convex = args.solver == "convex";
+    for (const CLI::Option* option : convex ? options.gradient : options.convex)
+        if (option->count() > 0) refuse(option, convex ? "--solver sgd and adam" : "--solver convex");
+    if (args.solver != "sgd" && options.momentum->count() > 0) refuse(options.momentum, "--solver sgd");
+    if (!convex && options.beta->count() > 0 && args.beta == "auto")
+        throw CLI::ValidationError("--beta", "auto picks beta on the convex path; --solver " + args.solver +
+                                                 " needs a number");
+}
+
+double parse_beta(const std::string& text) {
+    try {
+        std::size_t used = 0;
+        const double beta = std::stod(text, &used);
+        if (used != text.size()) throw std::invalid_argument("trailing text");
+        return beta;
+    } catch (const std::exception&) {
+        throw Error(ErrorKind::bad_input, "--beta '" + text + "': expected 'auto' or a positive number");
+    }
+}
+
+SgdSettings sgd_settings_from(const TrainArgs& args, bool beta_given) {
+    SgdSettings settings;
+    settings.architecture = resolve_architecture(args.arch);
+    settings.optimizer = args.solver == "sgd" ? Optimizer::sgd : Optimizer::adam;
+    settings.width = args.width;
+    settings.learning_rate = args.lr;
+    settings.epochs = args.epochs;
+    settings.batch_size = args.batch_size;
+    settings.momentum = args.momentum;
+    if (beta_given) settings.beta = parse_beta(args.beta);
+    settings.loss = parse_loss(args.loss);
+    settings.val_split = args.val_split;
+    settings.seed = args.seed;
+    settings.time_limit_s = args.time_limit;
+    settings.validate();
+    return settings;
+}
 
 TrainingSettings settings_from(const TrainArgs& args) {
     TrainingSettings settings;
@@ -61,15 +124,7 @@ TrainingSettings settings_from(const TrainArgs& args) {
     settings.seed = args.seed;
     settings.loss = parse_loss(args.loss);
     if (args.rank > 0) settings.rank = args.rank;
-    if (args.beta != "auto") {
-        try {
-            std::size_t used = 0;
-            settings.beta = std::stod(args.beta, &used);
-            if (used != args.beta.size()) throw std::invalid_argument("trailing text");
-        } catch (const std::exception&) {
-            throw Error(ErrorKind::bad_input, "--beta '" + args.beta + "': expected 'auto' or a positive number");
-        }
-    }
+    if (args.beta != "auto") settings.beta = parse_beta(args.beta);
     settings.val_split = args.val_split;
     settings.path_points = args.path_points;
     settings.path_max_ratio = args.path_max;
@@ -132,58 +187,109 @@ std::function<void(const std::string&)> progress_printer() {
     };
 }
 
+// --solver sgd | adam: one progress line per epoch, the summary on stdout.
+int run_gradient_training(const TrainArgs& args, bool beta_given, const GlobalOptions& global) {
+    SgdSettings settings = sgd_settings_from(args, beta_given);  // every flag checked before any loading
+    const Dataset data = load_folder_reporting(args.data_dir, args.data, global.progress_mode());
+    if (!global.quiet) settings.on_progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    const SgdResult result = train_sgd_cnn(data, settings);
+    write_model(args.out, result.model);
+    if (args.json) {
+        nlohmann::json out = result.model.training;
+        out["model"] = args.out;
+        out["architecture"] = to_string(result.model.architecture);
+        std::printf("%s\n", out.dump(2).c_str());
+        return exit_success;
+    }
+    std::printf("trained %s by %s on %zu images (%zu held out): %d filters, lr %.4g, beta %.4g, batch %d\n",
+                to_string(result.model.architecture).c_str(), std::string(to_string(settings.optimizer)).c_str(),
+                result.train_samples, result.val_samples, result.model.filters(), settings.learning_rate, settings.beta,
+                settings.batch_size);
+    std::printf("objective %.6g (loss %.6g) after %d of %d epochs, %zu steps (%s)\n", result.objective, result.loss,
+                result.epochs_done, settings.epochs, result.steps, std::string(to_string(result.status)).c_str());
+    std::printf("train accuracy %.2f%%", 100 * result.train_accuracy);
+    if (result.val_accuracy >= 0) std::printf(", validation accuracy %.2f%%", 100 * result.val_accuracy);
+    std::printf(", %.1f s\nwrote %s\n", result.seconds, args.out.c_str());
+    return exit_success;
+}
+
 }  // namespace
 
 CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     CLI::App* command = app.add_subcommand(
         "train", "Train a two-layer CNN by solving its convex equivalent (group lasso over sign patterns) to a "
-                 "certified duality gap, and save the recovered network");
+                 "certified duality gap, and save the recovered network; or (--solver sgd|adam) train the same "
+                 "network directly by SGD with momentum or Adam, the non-convex baseline");
     auto args = std::make_shared<TrainArgs>();
+    auto only = std::make_shared<SolverOnlyOptions>();
     command->add_option("DATA_DIR", args->data_dir, "Image folder: DATA_DIR/<class>/<image>")->required();
     command->add_option("-o,--out", args->out, "Model file to write (atomically)")->required();
+    command->add_option("--solver", args->solver,
+                        "convex (group lasso, certified), or the non-convex baseline: sgd (with momentum) or adam")
+        ->check(CLI::IsMember({"convex", "sgd", "adam"}))
+        ->capture_default_str();
     command->add_option("--arch", args->arch, "A preset of models/presets.json (default, relu, fast, wide, cifar) or an architecture such as conv3x3s1p1-relu-pool7")->capture_default_str();
     CLI::Option* patterns_option = command->add_option("-P,--patterns", args->patterns, "Sign patterns to sample (generators drawn)")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
-    command->add_option("--pattern-source", args->pattern_source, "Generators: gaussian N(0, I) or data patches")
+    only->convex.push_back(patterns_option);
+    only->convex.push_back(command->add_option("--pattern-source", args->pattern_source, "Generators: gaussian N(0, I) or data patches")
         ->check(CLI::IsMember({"gaussian", "data"}))
-        ->capture_default_str();
-    command->add_option("--rank", args->rank,
+        ->capture_default_str());
+    only->convex.push_back(command->add_option("--rank", args->rank,
                         "Enumerate every sign pattern exactly, of the patches projected to this rank "
                         "(exact when their rank is <= it; tiny data only) instead of sampling")
         ->check(CLI::Range(1, 16))
-        ->excludes(patterns_option);
-    command->add_option("--seed", args->seed, "Seed of the pattern draws and the validation split")->capture_default_str();
+        ->excludes(patterns_option));
+    command->add_option("--seed", args->seed, "Seed of the pattern draws (sgd, adam: of the initialization, gates and "
+                                              "minibatch order) and of the validation split")->capture_default_str();
     command->add_option("--loss", args->loss, "cross-entropy (softmax) or squared (one-hot targets)")
         ->check(CLI::IsMember({"cross-entropy", "squared"}))
         ->capture_default_str();
-    command->add_option("--beta", args->beta, "Weight decay: a number, or auto (best validation accuracy on a path)")
+    only->beta = command->add_option("--beta", args->beta, "Weight decay: a number, or auto (best validation accuracy on a "
+                                                           "path; convex only). sgd, adam: default 1e-4, the convex "
+                                                           "objective's scaling")
         ->capture_default_str();
     command->add_option("--val-split", args->val_split, "Fraction of DATA_DIR held out for validation")
         ->check(CLI::Range(0.0, 0.9))
         ->capture_default_str();
-    command->add_option("--path-max", args->path_max, "Largest beta of --beta auto, as a fraction of beta_max")
+    only->convex.push_back(command->add_option("--path-max", args->path_max, "Largest beta of --beta auto, as a fraction of beta_max")
         ->check(CLI::Range(1e-12, 1.0))
-        ->capture_default_str();
-    command->add_option("--path-min", args->path_min, "Smallest beta of --beta auto, as a fraction of beta_max")
+        ->capture_default_str());
+    only->convex.push_back(command->add_option("--path-min", args->path_min, "Smallest beta of --beta auto, as a fraction of beta_max")
         ->check(CLI::Range(1e-12, 1.0))
-        ->capture_default_str();
-    command->add_option("--path-points", args->path_points, "Betas tried by --beta auto")
+        ->capture_default_str());
+    only->convex.push_back(command->add_option("--path-points", args->path_points, "Betas tried by --beta auto")
         ->check(CLI::Range(1, 100))
+        ->capture_default_str());
+    only->convex.push_back(command->add_option("--tol", args->tol, "Stop at this relative duality gap")->capture_default_str());
+    only->convex.push_back(command->add_option("--max-iters", args->max_iters, "Iteration cap of the chosen beta (its path iterations included)")->capture_default_str());
+    command->add_option("--time-limit", args->time_limit, "Seconds for the whole run (0 = none); the model keeps the duality gap "
+                                                          "reached (sgd, adam: the weights after the step that passes it)")->capture_default_str();
+    only->convex.push_back(command->add_option("--max-memory", args->max_memory, "Refuse runs estimated above this (default 75% of RAM)"));
+    only->gradient.push_back(command->add_option("--lr", args->lr, "sgd, adam: learning rate")->capture_default_str());
+    only->gradient.push_back(command->add_option("--epochs", args->epochs, "sgd, adam: passes over the training split")
+        ->check(CLI::Range(1, 1000000))
+        ->capture_default_str());
+    only->gradient.push_back(command->add_option("--width", args->width, "sgd, adam: convolution filters m")
+        ->check(CLI::Range(1, 65536))
+        ->capture_default_str());
+    only->gradient.push_back(command->add_option("--batch-size", args->batch_size, "sgd, adam: images per step")
+        ->check(CLI::Range(1, 1000000))
+        ->capture_default_str());
+    only->momentum = command->add_option("--momentum", args->momentum, "sgd: heavy-ball momentum")
+        ->check(CLI::Range(0.0, 0.999999))
         ->capture_default_str();
-    command->add_option("--tol", args->tol, "Stop at this relative duality gap")->capture_default_str();
-    command->add_option("--max-iters", args->max_iters, "Iteration cap of the chosen beta (its path iterations included)")->capture_default_str();
-    command->add_option("--time-limit", args->time_limit, "Seconds for the whole run (0 = none); the model keeps the duality gap reached")->capture_default_str();
-    command->add_option("--max-memory", args->max_memory, "Refuse runs estimated above this (default 75% of RAM)");
-    command->add_option("--checkpoint", args->checkpoint,
+    only->convex.push_back(command->add_option("--checkpoint", args->checkpoint,
                         "Checkpoint file written on Ctrl-C/SIGTERM and every --checkpoint-every seconds "
-                        "(default OUT.ckpt; removed when training completes)");
-    command->add_option("--checkpoint-every", args->checkpoint_every, "Seconds between checkpoints (0 = only when interrupted)")
+                        "(default OUT.ckpt; removed when training completes)"));
+    only->convex.push_back(command->add_option("--checkpoint-every", args->checkpoint_every, "Seconds between checkpoints (0 = only when interrupted)")
         ->check(CLI::Range(0.0, 1e9))
-        ->capture_default_str();
+        ->capture_default_str());
     CLI::Option* resume_option = command->add_option(
         "--resume", args->resume,
         "Continue an interrupted run from its checkpoint, with its settings, to the model the uninterrupted run gives");
+    only->convex.push_back(resume_option);
     // A resumed run is the checkpoint's run: every option that shapes the result is its.
     for (const char* name : {"--arch", "--patterns", "--pattern-source", "--rank", "--seed", "--loss", "--beta",
                              "--val-split", "--path-max", "--path-min", "--path-points", "--tol", "--max-iters",
@@ -191,12 +297,17 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
         resume_option->excludes(command->get_option(name));
     command->add_flag("--json", args->json, "Print the training summary as JSON on stdout");
     args->data.add_to(*command);
+    // A ParseError thrown here leaves app.parse(): main reports it as a usage error.
+    command->final_callback([args, only] { check_solver_options(*args, *only); });
     command->footer(
-        "Example:\n"
+        "Examples:\n"
         "  cvxcnn train datasets/fashion-mnist-sample/train --out sample.cvx --patterns 16\n"
+        "  cvxcnn train datasets/fashion-mnist-sample/train --out adam.cvx --solver adam --lr 1e-3 --epochs 5 "
+        "--width 64 --arch relu\n"
         "  cvxcnn eval sample.cvx datasets/fashion-mnist-sample/test");
 
-    return [args, &global]() -> int {
+    return [args, only, &global]() -> int {
+        if (args->solver != "convex") return run_gradient_training(*args, only->beta->count() > 0, global);
         // Every flag and the checkpoint are checked before any loading.
         TrainingSettings settings = settings_from(*args);
         std::optional<TrainingCheckpoint> resume;
