@@ -8,7 +8,8 @@
 //      OpenMP threads take slices dynamically, each running its own single-threaded
 //      primitives (normalize -> [reorder] -> conv(s) -> pool -> [reorder]) on them and
 //      writing the slice's pooled features (or, pooling folded, its logits) into the
-//      batch's buffer;
+//      batch's buffer; then, region path, per group: crop -> conv(s) -> inner product
+//      added to the slice's logits;
 //   2. one inner product over the whole batch's features, then softmax if asked.
 // Why slices in parallel rather than one primitive per stage over the whole batch: with
 // 400 filters on 28x28 one batch of 64 maps is 160 MB, which every stage then streams
@@ -24,6 +25,7 @@
 #include <map>
 #include <new>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -55,6 +57,34 @@ constexpr std::size_t slice_activation_bytes = std::size_t{2} << 20;
 // The buffers sized by the batch (inputs, features, logits) must fit in this; a larger
 // --batch is refused with a message instead of exhausting memory.
 constexpr std::size_t max_batch_bytes = std::size_t{2} << 30;
+
+// With region groups the maps are small and the cache bound above would make the whole
+// batch one slice on one thread: slices are capped so that the threads share a batch.
+// (Measured on the Fashion-MNIST model: 8 to 32 images within noise; 16 leaves 4 slices
+// of a batch of 64 for 2 threads to balance dynamically.)
+constexpr std::size_t max_region_slice_images = 16;
+
+// Layout of the region groups' activation maps. On AVX-512 the channel-blocked nChw16c
+// (jit:avx512_core convolution, read as is by the inner product) ran the Fashion-MNIST
+// model's groups 2x faster than what format_tag::any picks there (brgconv channels-last
+// plus a reorder for the inner product): the maps are only a few positions wide, so
+// blocking over channels is what fills the vectors. Elsewhere (not measured) oneDNN chooses.
+memory::format_tag region_map_layout() {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    return (isa & avx512) == avx512 ? tag::nChw16c : tag::any;
+}
+
+// The region path pays when the convolution work it skips is worth its extra primitives
+// (~4 per group and slice): the skipped work, per image, is the sum over groups of
+// filters * (OH*OW - region area) * k*k*C multiply-adds (twice for gated ReLU), and must
+// reach this much per group. Measured (cvxcnn_bench_engine --region-sparse, gated, region
+// path vs full maps, batch 1 / 64): 28x28 pool7 with 1 to 80 filters per group (14k to 1M
+// saved per group) 1.4x to 15x faster at both batches; 28x28 pool28, 784 filters: 2.6x / 5x;
+// 8x8 pool2, ~1.5 filters per group (~1.3k): 4.6x / 1.25x; 8x8 pool4, ~1.5 filters per
+// group (~1.7k): 1.5x at batch 1 but 0.74x at batch 64, the only loss seen. Tiny models
+// either way (10^5 images/s); the rule's job is pool1, where nothing is skipped.
+constexpr double region_path_min_saved_per_group = 1024.0;
 
 // Sets the calling thread's OpenMP thread count (its own ICV: other threads are not
 // affected) for the lifetime of the object; `only_inside_tbb` makes it a no-op outside
@@ -106,7 +136,7 @@ dnnl::primitive_attr user_scratchpad_attr(const dnnl::post_ops& post_ops = dnnl:
 }
 
 // A oneDNN-owned buffer of the given plain layout holding a copy of `values`.
-memory plain_memory(const dnnl::engine& engine, const memory::dims& dims, tag layout, const std::vector<float>& values) {
+memory plain_memory(const dnnl::engine& engine, const memory::dims& dims, tag layout, std::span<const float> values) {
     memory result({dims, dt::f32, layout}, engine);
     std::memcpy(result.get_data_handle(), values.data(), values.size() * sizeof(float));
     return result;
@@ -153,16 +183,103 @@ private:
     std::vector<std::size_t> order_;
 };
 
-// The convolution stages for a slice of n images:
-//   input slice -> [reorder] -> convolution(s) -> pooling -> [reorder] -> features slice
-//   (folded pooling: -> convolution(s) -> [reorder] -> inner product -> logits slice).
-// `input` and `output` own no buffer: they point into the batch's buffers, slice by slice.
-// Every primitive has its own scratchpad (user scratchpad mode), so the slices of
-// different threads never share one.
+// Filters that a convex-trained model wires to ONE pooling region (their fc_weight columns
+// are zero for every other region): only the conv outputs pooled into that region can
+// reach a logit, so the group runs its convolutions on that region alone, over a crop of
+// the input (the windows of the region's outputs: halo and zero padding included).
+struct RegionGroup {
+    int region = 0;                  // ry * G + rx
+    int out_rows = 0, out_cols = 0;  // the region's bands: the conv outputs computed
+    int in_row = 0, in_col = 0;      // first input row / column read; < 0 inside the padding
+    int in_rows = 0, in_cols = 0;    // input rows / columns read, halo and padding included
+    std::vector<int> filters;        // model filter indices, ascending
+    std::vector<float> conv_weight, conv_bias, gate_weight;  // those filters' rows (OIHW)
+    // {classes, filters, out_rows, out_cols} oihw, fc[c, f, region] / |region| at every
+    // position: one inner product over the activations both pools and weights them.
+    std::vector<float> ip_weight;
+
+    // Activation maps of one image, as the slice size counts them (two for gated ReLU).
+    [[nodiscard]] std::size_t map_bytes_per_image(bool gated) const {
+        return filters.size() * static_cast<std::size_t>(out_rows) * static_cast<std::size_t>(out_cols) *
+               sizeof(float) * (gated ? 2 : 1);
+    }
+};
+
+// Copies the window of `group` out of `count` normalized nchw images into `crop`
+// ({count, C, in_rows, in_cols} nchw), with zeros where the window lies in the padding:
+// the group's convolution then needs no padding of its own.
+void copy_crop(const float* images, std::size_t count, const ImageShape& shape, const RegionGroup& group, float* crop) {
+    const std::size_t row_length = static_cast<std::size_t>(group.in_cols);
+    for (std::size_t plane = 0; plane < count * static_cast<std::size_t>(shape.channels); ++plane) {
+        const float* source = images + plane * shape.pixels_per_channel();
+        for (int y = 0; y < group.in_rows; ++y, crop += row_length) {
+            const int image_row = group.in_row + y;
+            if (image_row < 0 || image_row >= shape.height) {
+                std::fill_n(crop, row_length, 0.0f);
+                continue;
+            }
+            const float* line = source + static_cast<std::size_t>(image_row) * static_cast<std::size_t>(shape.width);
+            for (int x = 0; x < group.in_cols; ++x) {
+                const int image_column = group.in_col + x;
+                crop[x] = image_column >= 0 && image_column < shape.width ? line[image_column] : 0.0f;
+            }
+        }
+    }
+}
+
+// The model restricted to `filters` (ascending indices): their conv and gate rows, biases
+// and fc_weight columns; everything else as in `model`.
+Model filter_subset(const Model& model, const std::vector<int>& filters) {
+    const Architecture& a = model.architecture;
+    const std::size_t m = static_cast<std::size_t>(model.filters()), count = filters.size();
+    const std::size_t patch = static_cast<std::size_t>(a.patch_size(model.input.channels));
+    const std::size_t regions = static_cast<std::size_t>(a.pool_grid) * static_cast<std::size_t>(a.pool_grid);
+    const auto classes = static_cast<std::size_t>(model.classes());
+    const auto rows = [&](const Tensor& tensor, std::size_t length) {
+        Tensor result = tensor;
+        result.shape[0] = static_cast<std::int64_t>(count);
+        result.data.resize(count * length);
+        for (std::size_t j = 0; j < count; ++j)
+            std::copy_n(tensor.data.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(filters[j]) * length),
+                        length, result.data.begin() + static_cast<std::ptrdiff_t>(j * length));
+        return result;
+    };
+    Model subset = model;
+    subset.conv_weight = rows(model.conv_weight, patch);
+    subset.conv_bias = rows(model.conv_bias, 1);
+    if (a.activation == Activation::gated_relu) subset.gate_weight = rows(model.gate_weight, patch);
+    subset.fc_weight = Tensor::zeros({static_cast<std::int64_t>(classes), static_cast<std::int64_t>(count * regions)});
+    for (std::size_t c = 0; c < classes; ++c)
+        for (std::size_t j = 0; j < count; ++j)
+            std::copy_n(model.fc_weight.data.begin() +
+                            static_cast<std::ptrdiff_t>((c * m + static_cast<std::size_t>(filters[j])) * regions),
+                        regions, subset.fc_weight.data.begin() + static_cast<std::ptrdiff_t>((c * count + j) * regions));
+    return subset;
+}
+
+// One region group's primitives for a slice:
+//   crop -> [reorder] -> convolution(s) -> [reorder] -> inner product added (sum post-op)
+//   to the slice's logits.
+struct RegionStage {
+    memory crop;  // {n, C, in_rows, in_cols} nchw; owns its buffer, filled by copy_crop
+    std::vector<Step> steps;
+};
+
+// The stages for a slice of n images:
+//   dense path (filters whose fc columns touch several regions, all of them when the
+//   region path is off):
+//     input slice -> [reorder] -> convolution(s) -> pooling -> [reorder] -> features slice
+//     (folded pooling: -> convolution(s) -> [reorder] -> inner product -> logits slice);
+//   region path: one RegionStage per group, each adding to the logits slice.
+// `input`, `output` and `logits` own no buffer: they point into the batch's buffers, slice
+// by slice. Every primitive has its own scratchpad (user scratchpad mode), so the slices
+// of different threads never share one.
 struct Stage {
     memory input;   // {n, C, H, W} nchw
     memory output;  // {n, m, G, G} nchw features, or {n, classes} nc logits when folded
     std::vector<Step> steps;
+    memory logits;                     // {n, classes} nc, when there are region groups
+    std::vector<RegionStage> regions;  // in the order of Impl::groups
     std::string implementation;
 };
 
@@ -184,36 +301,54 @@ struct Head {
     std::string implementation;
 };
 
+// The weights of one convolution layer of the engine: `filters` rows of OIHW weights,
+// one bias each, and the gate rows for gated ReLU (empty otherwise).
+struct ConvolutionWeights {
+    memory::dim filters;
+    std::span<const float> weight, bias, gate;
+};
+
 }  // namespace
 
 struct OnednnEngine::Impl {
-    Model model;
+    Model model;  // as given
+    // The filters of the dense path: all those whose fc columns touch several regions
+    // (all filters with a nonzero column when the region path is off).
+    Model dense;
+    std::vector<RegionGroup> groups;  // the region path; empty when off
     std::size_t batch;
     std::size_t slice;  // images per slice of the convolution stages
     int out_height = 0;
     int out_width = 0;
-    bool fold = false;
-    std::vector<float> inner_product_weight;  // fc_weight, or the folded weights when fold
+    bool fold = false;                        // dense path: pooling folded into its inner product
+    std::vector<float> inner_product_weight;  // dense fc_weight, or the folded weights when fold
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
     std::vector<std::unique_ptr<Worker>> workers;
     ShapeCache<Head> heads;  // by batch size
 
-    Impl(const Model& source, std::size_t batch_size) : model(source), batch(batch_size) {
+    Impl(const Model& source, std::size_t batch_size, RegionPath region_path) : model(source), batch(batch_size) {
         const Architecture& a = model.architecture;
         out_height = a.conv_output_size(model.input.height);
         out_width = a.conv_output_size(model.input.width);
-        slice = std::clamp<std::size_t>(slice_activation_bytes / std::max<std::size_t>(map_bytes_per_image(), 1), 1, batch);
         const int grid = a.pool_grid;
         fold = out_height % grid != 0 || out_width % grid != 0;
+        split_filters(region_path);
+
+        std::size_t map_bytes = map_bytes_per_image();
+        for (const RegionGroup& group : groups)
+            map_bytes = std::max(map_bytes, group.map_bytes_per_image(a.activation == Activation::gated_relu));
+        slice = std::clamp<std::size_t>(slice_activation_bytes / std::max<std::size_t>(map_bytes, 1), 1, batch);
+        if (!groups.empty()) slice = std::min(slice, max_region_slice_images);
+
         if (!fold) {
-            inner_product_weight = model.fc_weight.data;
+            inner_product_weight = dense.fc_weight.data;
             return;
         }
         // W[c, f, y, x] = fc[c, f*R + region(y, x)] / |region|: averaging a region then
         // weighting it equals weighting each of its positions by weight / size.
         const PoolingRegions regions = make_pooling_regions(out_height, out_width, grid);
-        const std::size_t m = static_cast<std::size_t>(model.filters());
+        const std::size_t m = static_cast<std::size_t>(dense.filters());
         const std::size_t r_count = static_cast<std::size_t>(regions.count());
         const std::size_t positions = regions.region_of_position.size();
         inner_product_weight.resize(static_cast<std::size_t>(model.classes()) * m * positions);
@@ -222,14 +357,106 @@ struct OnednnEngine::Impl {
             for (std::size_t f = 0; f < m; ++f)
                 for (std::size_t p = 0; p < positions; ++p) {
                     const auto r = static_cast<std::size_t>(regions.region_of_position[p]);
-                    inner_product_weight[out++] = model.fc_weight.data[(c * m + f) * r_count + r] /
+                    inner_product_weight[out++] = dense.fc_weight.data[(c * m + f) * r_count + r] /
                                                   static_cast<float>(regions.sizes[r]);
                 }
     }
 
-    // Bytes of the {m, OH, OW} activation maps one image needs (two maps for gated ReLU).
+    // Sorts the filters by the regions their fc_weight columns touch: none -> dropped (it
+    // cannot change a logit), one -> that region's group, several -> the dense path. The
+    // groups go to the dense path too when the region path is off or would not pay.
+    void split_filters(RegionPath region_path) {
+        const Architecture& a = model.architecture;
+        const PoolingRegions regions = make_pooling_regions(out_height, out_width, a.pool_grid);
+        const int m = model.filters(), classes = model.classes(), r_count = regions.count();
+        const auto fc = [&](int c, int f, int r) {
+            return model.fc_weight.data[(static_cast<std::size_t>(c) * static_cast<std::size_t>(m) +
+                                         static_cast<std::size_t>(f)) *
+                                            static_cast<std::size_t>(r_count) +
+                                        static_cast<std::size_t>(r)];
+        };
+        std::vector<std::vector<int>> by_region(static_cast<std::size_t>(r_count));
+        std::vector<int> dense_filters, sparse_filters;
+        for (int f = 0; f < m; ++f) {
+            int touched = 0, last = 0;
+            for (int r = 0; r < r_count && touched < 2; ++r)
+                for (int c = 0; c < classes; ++c)
+                    if (fc(c, f, r) != 0.0f) {
+                        ++touched;
+                        last = r;
+                        break;
+                    }
+            if (touched == 1) {
+                by_region[static_cast<std::size_t>(last)].push_back(f);
+                sparse_filters.push_back(f);
+            } else if (touched > 1) {
+                dense_filters.push_back(f);
+            }
+        }
+        if (region_path == RegionPath::never ||
+            (region_path == RegionPath::automatic && !region_path_pays(by_region, regions))) {
+            dense_filters.insert(dense_filters.end(), sparse_filters.begin(), sparse_filters.end());
+            std::ranges::sort(dense_filters);
+            dense = filter_subset(model, dense_filters);
+            return;
+        }
+        dense = filter_subset(model, dense_filters);
+
+        const std::size_t patch = static_cast<std::size_t>(a.patch_size(model.input.channels));
+        const bool gated = a.activation == Activation::gated_relu;
+        for (int r = 0; r < r_count; ++r) {
+            std::vector<int>& filters = by_region[static_cast<std::size_t>(r)];
+            if (filters.empty()) continue;
+            RegionGroup group;
+            group.region = r;
+            const int ry = r / a.pool_grid, rx = r % a.pool_grid;
+            const int out_row = regions.row_begin(ry), out_col = regions.column_begin(rx);
+            group.out_rows = regions.row_begin(ry + 1) - out_row;
+            group.out_cols = regions.column_begin(rx + 1) - out_col;
+            // Output (oy, ox) reads input rows oy*s - p .. oy*s - p + k - 1 (columns alike).
+            group.in_row = out_row * a.stride - a.padding;
+            group.in_col = out_col * a.stride - a.padding;
+            group.in_rows = (group.out_rows - 1) * a.stride + a.kernel;
+            group.in_cols = (group.out_cols - 1) * a.stride + a.kernel;
+            for (const int f : filters) {
+                const auto first = model.conv_weight.data.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(f) * patch);
+                group.conv_weight.insert(group.conv_weight.end(), first, first + static_cast<std::ptrdiff_t>(patch));
+                group.conv_bias.push_back(model.conv_bias.data[static_cast<std::size_t>(f)]);
+                if (gated) {
+                    const auto gate = model.gate_weight.data.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(f) * patch);
+                    group.gate_weight.insert(group.gate_weight.end(), gate, gate + static_cast<std::ptrdiff_t>(patch));
+                }
+            }
+            const auto size = static_cast<float>(regions.sizes[static_cast<std::size_t>(r)]);
+            const std::size_t positions = static_cast<std::size_t>(group.out_rows) * static_cast<std::size_t>(group.out_cols);
+            for (int c = 0; c < classes; ++c)
+                for (const int f : filters) group.ip_weight.insert(group.ip_weight.end(), positions, fc(c, f, r) / size);
+            group.filters = std::move(filters);
+            groups.push_back(std::move(group));
+        }
+    }
+
+    // The rule of region_path_min_saved_per_group: the multiply-adds per image the groups
+    // skip, against the number of groups.
+    [[nodiscard]] bool region_path_pays(const std::vector<std::vector<int>>& by_region,
+                                        const PoolingRegions& regions) const {
+        const Architecture& a = model.architecture;
+        const double window = static_cast<double>(a.patch_size(model.input.channels)) *
+                              (a.activation == Activation::gated_relu ? 2.0 : 1.0);
+        double saved = 0.0, groups_count = 0.0;
+        for (std::size_t r = 0; r < by_region.size(); ++r) {
+            if (by_region[r].empty()) continue;
+            groups_count += 1.0;
+            const double skipped_positions = static_cast<double>(regions.region_of_position.size()) - regions.sizes[r];
+            saved += static_cast<double>(by_region[r].size()) * skipped_positions * window;
+        }
+        return groups_count > 0.0 && saved >= region_path_min_saved_per_group * groups_count;
+    }
+
+    // Bytes of the dense path's {m, OH, OW} activation maps for one image (two maps for
+    // gated ReLU).
     [[nodiscard]] std::size_t map_bytes_per_image() const {
-        return static_cast<std::size_t>(model.filters()) * static_cast<std::size_t>(out_height) *
+        return static_cast<std::size_t>(dense.filters()) * static_cast<std::size_t>(out_height) *
                static_cast<std::size_t>(out_width) * sizeof(float) *
                (model.architecture.activation == Activation::gated_relu ? 2 : 1);
     }
@@ -237,45 +464,45 @@ struct OnednnEngine::Impl {
     [[nodiscard]] std::size_t output_per_image() const {
         const auto grid = static_cast<std::size_t>(model.architecture.pool_grid);
         return fold ? static_cast<std::size_t>(model.classes())
-                    : static_cast<std::size_t>(model.filters()) * grid * grid;
+                    : static_cast<std::size_t>(dense.filters()) * grid * grid;
     }
 
     // Appends a slice primitive with its own scratchpad.
     template <typename Primitive, typename PrimitiveDesc>
-    void add_step(Stage& stage, const PrimitiveDesc& pd, Arguments arguments) {
+    void add_step(std::vector<Step>& steps, const PrimitiveDesc& pd, Arguments arguments) {
         arguments.insert({DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), engine)});
-        stage.steps.push_back({Primitive(pd), std::move(arguments)});
+        steps.push_back({Primitive(pd), std::move(arguments)});
     }
 
     // from -> to, as a slice step (user scratchpad).
-    void add_reorder(Stage& stage, const memory& from, const memory& to, const dnnl::primitive_attr& attr) {
+    void add_reorder(std::vector<Step>& steps, const memory& from, const memory& to, const dnnl::primitive_attr& attr) {
         const dnnl::reorder::primitive_desc pd(engine, from.get_desc(), engine, to.get_desc(), attr);
-        add_step<dnnl::reorder>(stage, pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+        add_step<dnnl::reorder>(steps, pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
     }
 
-    // Built while the calling thread is limited to one OpenMP thread: a slice runs on one
-    // thread, so oneDNN picks and decomposes its kernels for one.
-    Stage build_stage(std::size_t n, dnnl::stream& worker_stream) {
-        const ScopedOpenMpThreads one_thread(1);
+    // Appends [input reorder] -> convolution(s) with the activation, over `input` (plain
+    // {n, C, h, w}), to `steps` and describes them in `implementation`; returns the
+    // activation map {n, filters, oh, ow} in the layout oneDNN chose.
+    memory add_activated_convolution(std::vector<Step>& steps, std::string& implementation, const memory& input,
+                                     const ConvolutionWeights& weights, memory::dim padding_size,
+                                     dnnl::stream& worker_stream, tag map_layout = tag::any) {
         const Architecture& a = model.architecture;
-        const memory::dim images = to_dim(n), classes = model.classes(), m = model.filters();
-        const memory::dim channels = model.input.channels, grid = a.pool_grid;
-        Stage stage;
-        stage.input = memory({{images, channels, model.input.height, model.input.width}, dt::f32, tag::nchw}, engine,
-                             DNNL_MEMORY_NONE);
-        stage.output = fold ? memory({{images, classes}, dt::f32, tag::nc}, engine, DNNL_MEMORY_NONE)
-                            : memory({{images, m, grid, grid}, dt::f32, tag::nchw}, engine, DNNL_MEMORY_NONE);
+        const memory::dims input_dims = input.get_desc().dims();
+        const memory::dim images = input_dims[0], channels = input_dims[1], m = weights.filters;
+        const auto output_size = [&](memory::dim side) { return (side + 2 * padding_size - a.kernel) / a.stride + 1; };
         const dnnl::primitive_attr plain_attr = user_scratchpad_attr();
 
-        // {n, C, H, W} (x) {m, C, k, k} -> {n, m, OH, OW}; every layout left to oneDNN.
+        // {n, C, h, w} (x) {m, C, k, k} -> {n, m, oh, ow}; layouts left to oneDNN (the
+        // map's too, unless map_layout names one).
         const memory::dims kernel_dims{m, channels, a.kernel, a.kernel};
-        const memory::dims strides{a.stride, a.stride}, padding{a.padding, a.padding};
-        const memory::desc any_src(stage.input.get_desc().dims(), dt::f32, tag::any);
+        const memory::dims strides{a.stride, a.stride}, padding{padding_size, padding_size};
+        const memory::desc any_src(input_dims, dt::f32, tag::any);
         const memory::desc any_weights(kernel_dims, dt::f32, tag::any);
         const memory::desc bias_desc({m}, dt::f32, tag::x);
-        const memory::desc any_map({images, m, out_height, out_width}, dt::f32, tag::any);
-        const memory conv_weight_plain = plain_memory(engine, kernel_dims, tag::oihw, model.conv_weight.data);
-        const memory conv_bias = plain_memory(engine, {m}, tag::x, model.conv_bias.data);
+        const memory::desc map_desc({images, m, output_size(input_dims[2]), output_size(input_dims[3])}, dt::f32,
+                                   map_layout);
+        const memory conv_weight_plain = plain_memory(engine, kernel_dims, tag::oihw, weights.weight);
+        const memory conv_bias = plain_memory(engine, {m}, tag::x, weights.bias);
 
         dnnl::post_ops activation;
         switch (a.activation) {
@@ -290,71 +517,84 @@ struct OnednnEngine::Impl {
         const dnnl::primitive_attr conv_attr = user_scratchpad_attr(activation);
         const dnnl::convolution_forward::primitive_desc conv_pd(
             {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, any_weights, bias_desc,
-             any_map, strides, padding, padding},
+             map_desc, strides, padding, padding},
             conv_attr, engine);
-        stage.implementation = std::string("conv ") + conv_pd.impl_info_str();
+        implementation = std::string("conv ") + conv_pd.impl_info_str();
 
         // Input: reordered if the convolution wants another layout.
-        memory conv_input = stage.input;
-        if (conv_pd.src_desc() != stage.input.get_desc()) {
+        memory conv_input = input;
+        if (conv_pd.src_desc() != input.get_desc()) {
             conv_input = memory(conv_pd.src_desc(), engine);
-            add_reorder(stage, stage.input, conv_input, plain_attr);
+            add_reorder(steps, input, conv_input, plain_attr);
         }
         memory activated(conv_pd.dst_desc(), engine);
         add_step<dnnl::convolution_forward>(
-            stage, conv_pd,
+            steps, conv_pd,
             {{DNNL_ARG_SRC, conv_input},
              {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, conv_weight_plain, conv_pd.weights_desc())},
              {DNNL_ARG_BIAS, conv_bias},
              {DNNL_ARG_DST, activated}});
+        if (a.activation != Activation::gated_relu) return activated;
 
-        if (a.activation == Activation::gated_relu) {
-            // The first convolution gave u = conv_u(x) + b. The gate convolution (no bias)
-            // then turns g.x into 1[g.x >= 0] (binary_ge with a broadcast 0; ">=": a gate on
-            // its hyperplane is open, as in the reference) and multiplies by u, in one pass.
-            const memory u = activated;
-            const memory::desc zero_desc({1, 1, 1, 1}, dt::f32, tag::nchw);
-            const memory zero = plain_memory(engine, {1, 1, 1, 1}, tag::nchw, {0.0f});
-            dnnl::post_ops gate_ops;
-            gate_ops.append_binary(dnnl::algorithm::binary_ge, zero_desc);
-            gate_ops.append_binary(dnnl::algorithm::binary_mul, u.get_desc());
-            const memory gate_weight_plain = plain_memory(engine, kernel_dims, tag::oihw, model.gate_weight.data);
-            const dnnl::convolution_forward::desc gate_desc(dnnl::prop_kind::forward_inference,
-                                                            dnnl::algorithm::convolution_direct, conv_pd.src_desc(),
-                                                            any_weights, conv_pd.dst_desc(), strides, padding, padding);
-            try {
-                // Same source and destination layouts as the first convolution: one input
-                // reorder serves both, and u multiplies elementwise in its own layout.
-                const dnnl::convolution_forward::primitive_desc gate_pd(gate_desc, user_scratchpad_attr(gate_ops), engine);
-                activated = memory(gate_pd.dst_desc(), engine);
-                add_step<dnnl::convolution_forward>(
-                    stage, gate_pd,
-                    {{DNNL_ARG_SRC, conv_input},
-                     {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, gate_weight_plain, gate_pd.weights_desc())},
-                     {DNNL_ARG_DST, activated},
-                     {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, zero},
-                     {DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, u}});
-                stage.implementation += std::string(", gate conv ") + gate_pd.impl_info_str();
-            } catch (const dnnl::error&) {
-                // Some layouts (e.g. 1x1 kernels on few channels) have no convolution with
-                // binary post-ops: the gate convolution alone, then the two binary steps.
-                const dnnl::convolution_forward::primitive_desc gate_pd(gate_desc, plain_attr, engine);
-                const memory gate(gate_pd.dst_desc(), engine);
-                add_step<dnnl::convolution_forward>(
-                    stage, gate_pd,
-                    {{DNNL_ARG_SRC, conv_input},
-                     {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, gate_weight_plain, gate_pd.weights_desc())},
-                     {DNNL_ARG_DST, gate}});
-                const dnnl::binary::primitive_desc open_pd(
-                    {dnnl::algorithm::binary_ge, gate.get_desc(), zero_desc, gate.get_desc()}, plain_attr, engine);
-                add_step<dnnl::binary>(stage, open_pd, {{DNNL_ARG_SRC_0, gate}, {DNNL_ARG_SRC_1, zero}, {DNNL_ARG_DST, gate}});
-                activated = memory(gate.get_desc(), engine);
-                const dnnl::binary::primitive_desc product_pd(
-                    {dnnl::algorithm::binary_mul, gate.get_desc(), u.get_desc(), gate.get_desc()}, plain_attr, engine);
-                add_step<dnnl::binary>(stage, product_pd, {{DNNL_ARG_SRC_0, gate}, {DNNL_ARG_SRC_1, u}, {DNNL_ARG_DST, activated}});
-                stage.implementation += std::string(", gate conv ") + gate_pd.impl_info_str() + " + binary ge, mul";
-            }
+        // The first convolution gave u = conv_u(x) + b. The gate convolution (no bias)
+        // then turns g.x into 1[g.x >= 0] (binary_ge with a broadcast 0; ">=": a gate on
+        // its hyperplane is open, as in the reference) and multiplies by u, in one pass.
+        const memory u = activated;
+        const memory::desc zero_desc({1, 1, 1, 1}, dt::f32, tag::nchw);
+        const memory zero = plain_memory(engine, {1, 1, 1, 1}, tag::nchw, std::vector<float>{0.0f});
+        dnnl::post_ops gate_ops;
+        gate_ops.append_binary(dnnl::algorithm::binary_ge, zero_desc);
+        gate_ops.append_binary(dnnl::algorithm::binary_mul, u.get_desc());
+        const memory gate_weight_plain = plain_memory(engine, kernel_dims, tag::oihw, weights.gate);
+        const dnnl::convolution_forward::desc gate_desc(dnnl::prop_kind::forward_inference,
+                                                        dnnl::algorithm::convolution_direct, conv_pd.src_desc(),
+                                                        any_weights, conv_pd.dst_desc(), strides, padding, padding);
+        try {
+            // Same source and destination layouts as the first convolution: one input
+            // reorder serves both, and u multiplies elementwise in its own layout.
+            const dnnl::convolution_forward::primitive_desc gate_pd(gate_desc, user_scratchpad_attr(gate_ops), engine);
+            activated = memory(gate_pd.dst_desc(), engine);
+            add_step<dnnl::convolution_forward>(
+                steps, gate_pd,
+                {{DNNL_ARG_SRC, conv_input},
+                 {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, gate_weight_plain, gate_pd.weights_desc())},
+                 {DNNL_ARG_DST, activated},
+                 {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, zero},
+                 {DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, u}});
+            implementation += std::string(", gate conv ") + gate_pd.impl_info_str();
+        } catch (const dnnl::error&) {
+            // Some layouts (e.g. 1x1 kernels on few channels) have no convolution with
+            // binary post-ops: the gate convolution alone, then the two binary steps.
+            const dnnl::convolution_forward::primitive_desc gate_pd(gate_desc, plain_attr, engine);
+            const memory gate(gate_pd.dst_desc(), engine);
+            add_step<dnnl::convolution_forward>(
+                steps, gate_pd,
+                {{DNNL_ARG_SRC, conv_input},
+                 {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, gate_weight_plain, gate_pd.weights_desc())},
+                 {DNNL_ARG_DST, gate}});
+            const dnnl::binary::primitive_desc open_pd(
+                {dnnl::algorithm::binary_ge, gate.get_desc(), zero_desc, gate.get_desc()}, plain_attr, engine);
+            add_step<dnnl::binary>(steps, open_pd, {{DNNL_ARG_SRC_0, gate}, {DNNL_ARG_SRC_1, zero}, {DNNL_ARG_DST, gate}});
+            activated = memory(gate.get_desc(), engine);
+            const dnnl::binary::primitive_desc product_pd(
+                {dnnl::algorithm::binary_mul, gate.get_desc(), u.get_desc(), gate.get_desc()}, plain_attr, engine);
+            add_step<dnnl::binary>(steps, product_pd, {{DNNL_ARG_SRC_0, gate}, {DNNL_ARG_SRC_1, u}, {DNNL_ARG_DST, activated}});
+            implementation += std::string(", gate conv ") + gate_pd.impl_info_str() + " + binary ge, mul";
         }
+        return activated;
+    }
+
+    // The dense path of a slice: convolutions over the whole map, then pooling into the
+    // features slice, or (folded) the inner product into the logits slice.
+    void add_dense_steps(Stage& stage, memory::dim images, dnnl::stream& worker_stream) {
+        const Architecture& a = model.architecture;
+        const memory::dim classes = model.classes(), m = dense.filters(), grid = a.pool_grid;
+        stage.output = fold ? memory({{images, classes}, dt::f32, tag::nc}, engine, DNNL_MEMORY_NONE)
+                            : memory({{images, m, grid, grid}, dt::f32, tag::nchw}, engine, DNNL_MEMORY_NONE);
+        const dnnl::primitive_attr plain_attr = user_scratchpad_attr();
+        const memory activated = add_activated_convolution(
+            stage.steps, stage.implementation, stage.input,
+            {m, dense.conv_weight.data, dense.conv_bias.data, dense.gate_weight.data}, a.padding, worker_stream);
 
         if (!fold) {
             // {n, m, OH, OW} -> {n, m, G, G}: equal bands are one average pooling with
@@ -367,13 +607,14 @@ struct OnednnEngine::Impl {
                 plain_attr, engine);
             stage.implementation += std::string(", pool ") + pool_pd.impl_info_str();
             if (pool_pd.dst_desc() == stage.output.get_desc()) {
-                add_step<dnnl::pooling_forward>(stage, pool_pd, {{DNNL_ARG_SRC, activated}, {DNNL_ARG_DST, stage.output}});
+                add_step<dnnl::pooling_forward>(stage.steps, pool_pd,
+                                                {{DNNL_ARG_SRC, activated}, {DNNL_ARG_DST, stage.output}});
             } else {
                 const memory pooled(pool_pd.dst_desc(), engine);
-                add_step<dnnl::pooling_forward>(stage, pool_pd, {{DNNL_ARG_SRC, activated}, {DNNL_ARG_DST, pooled}});
-                add_reorder(stage, pooled, stage.output, plain_attr);
+                add_step<dnnl::pooling_forward>(stage.steps, pool_pd, {{DNNL_ARG_SRC, activated}, {DNNL_ARG_DST, pooled}});
+                add_reorder(stage.steps, pooled, stage.output, plain_attr);
             }
-            return stage;
+            return;
         }
 
         // Folded pooling: the inner product reads the whole map, in the layout it prefers.
@@ -386,21 +627,89 @@ struct OnednnEngine::Impl {
         memory features = activated;
         if (ip_pd.src_desc() != activated.get_desc()) {
             features = memory(ip_pd.src_desc(), engine);
-            add_reorder(stage, activated, features, plain_attr);
+            add_reorder(stage.steps, activated, features, plain_attr);
         }
         const memory ip_weight_plain = plain_memory(engine, weight_dims, tag::oihw, inner_product_weight);
         add_step<dnnl::inner_product_forward>(
-            stage, ip_pd,
+            stage.steps, ip_pd,
             {{DNNL_ARG_SRC, features},
              {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, ip_weight_plain, ip_pd.weights_desc())},
              {DNNL_ARG_BIAS, plain_memory(engine, {classes}, tag::x, model.fc_bias.data)},
              {DNNL_ARG_DST, stage.output}});
         stage.implementation += std::string(", folded pooling ip ") + ip_pd.impl_info_str();
+    }
+
+    // One region group of a slice: its crop, convolutions over the region's outputs only
+    // (padding already in the crop), and an inner product with the pooling folded into its
+    // weights, added to the slice's logits by a sum post-op.
+    RegionStage build_region_stage(const RegionGroup& group, const memory& logits, memory::dim images,
+                                   dnnl::stream& worker_stream, std::string& implementation) {
+        const memory::dim classes = model.classes(), m = to_dim(group.filters.size());
+        RegionStage region;
+        region.crop = memory({{images, model.input.channels, group.in_rows, group.in_cols}, dt::f32, tag::nchw}, engine);
+        const memory activated = add_activated_convolution(
+            region.steps, implementation, region.crop, {m, group.conv_weight, group.conv_bias, group.gate_weight}, 0,
+            worker_stream, region_map_layout());
+
+        dnnl::post_ops accumulate;
+        accumulate.append_sum(1.0f);
+        const memory::dims weight_dims{classes, m, group.out_rows, group.out_cols};
+        const auto inner_product = [&](const memory::desc& source) {
+            return dnnl::inner_product_forward::primitive_desc(
+                {dnnl::prop_kind::forward_inference, source, memory::desc(weight_dims, dt::f32, tag::any),
+                 logits.get_desc()},
+                user_scratchpad_attr(accumulate), engine);
+        };
+        // The map as the convolution wrote it (the gemm inner product reads blocked
+        // layouts); otherwise whatever the inner product wants, after a reorder.
+        memory features = activated;
+        dnnl::inner_product_forward::primitive_desc ip_pd;
+        try {
+            ip_pd = inner_product(activated.get_desc());
+        } catch (const dnnl::error&) {
+            ip_pd = inner_product(memory::desc(activated.get_desc().dims(), dt::f32, tag::any));
+            features = memory(ip_pd.src_desc(), engine);
+            add_reorder(region.steps, activated, features, user_scratchpad_attr());
+            implementation += ", reorder";
+        }
+        const memory ip_weight_plain = plain_memory(engine, weight_dims, tag::oihw, group.ip_weight);
+        add_step<dnnl::inner_product_forward>(
+            region.steps, ip_pd,
+            {{DNNL_ARG_SRC, features},
+             {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, ip_weight_plain, ip_pd.weights_desc())},
+             {DNNL_ARG_DST, logits}});
+        implementation += std::string(", ip ") + ip_pd.impl_info_str();
+        return region;
+    }
+
+    // Built while the calling thread is limited to one OpenMP thread: a slice runs on one
+    // thread, so oneDNN picks and decomposes its kernels for one.
+    Stage build_stage(std::size_t n, dnnl::stream& worker_stream) {
+        const ScopedOpenMpThreads one_thread(1);
+        const memory::dim images = to_dim(n);
+        Stage stage;
+        stage.input = memory({{images, model.input.channels, model.input.height, model.input.width}, dt::f32, tag::nchw},
+                             engine, DNNL_MEMORY_NONE);
+        if (dense.filters() > 0) add_dense_steps(stage, images, worker_stream);
+        if (groups.empty()) return stage;
+
+        stage.logits = memory({{images, model.classes()}, dt::f32, tag::nc}, engine, DNNL_MEMORY_NONE);
+        std::string first_group;  // the groups differ in sizes only: the first one speaks for all
+        for (const RegionGroup& group : groups) {
+            std::string text;
+            stage.regions.push_back(build_region_stage(group, stage.logits, images, worker_stream, text));
+            if (first_group.empty()) first_group = std::move(text);
+        }
+        std::size_t filters = 0;
+        for (const RegionGroup& group : groups) filters += group.filters.size();
+        if (!stage.implementation.empty()) stage.implementation += ", ";
+        stage.implementation += "regions " + std::to_string(groups.size()) + " groups of " + std::to_string(filters) +
+                                " filters: " + first_group;
         return stage;
     }
 
     Head build_head(std::size_t n) {
-        const memory::dim images = to_dim(n), classes = model.classes(), m = model.filters();
+        const memory::dim images = to_dim(n), classes = model.classes(), m = dense.filters();
         const memory::dim grid = model.architecture.pool_grid;
         Head head;
         head.input = memory({{images, model.input.channels, model.input.height, model.input.width}, dt::f32, tag::nchw},
@@ -413,24 +722,29 @@ struct OnednnEngine::Impl {
                         {{DNNL_ARG_SRC, head.logits}, {DNNL_ARG_DST, head.probabilities}}};
         head.implementation = std::string("softmax ") + softmax_pd.impl_info_str();
 
-        if (m == 0) {  // no filter, no feature: the logits are fc_bias, written once
+        if (!runs_filters()) {  // no filter reaches a logit: the logits are fc_bias, written once
             auto* logits = static_cast<float*>(head.logits.get_data_handle());
             for (std::size_t i = 0; i < n; ++i)
                 std::copy(model.fc_bias.data.begin(), model.fc_bias.data.end(), logits + i * model.fc_bias.data.size());
             return head;
         }
-        if (fold) return head;  // the slices write the logits
+        if (m == 0 || fold) return head;  // the slices write the logits
 
         // {N, m, G, G} -> {N, classes} over the whole batch. fc_weight's feature index
         // (f*G + gy)*G + gx is exactly the oihw flattening of {classes, m, G, G}. The
         // features are plain nchw: with channels-last features (what the convolutions
-        // choose for few input channels) this GEMM was measured ~50x slower.
+        // choose for few input channels) this GEMM was measured ~50x slower. With region
+        // groups the slices have already written their share of the logits: added to.
         head.features = memory({{images, m, grid, grid}, dt::f32, tag::nchw}, engine);
         const memory::dims weight_dims{classes, m, grid, grid};
+        dnnl::post_ops add_to_regions;
+        if (!groups.empty()) add_to_regions.append_sum(1.0f);
+        dnnl::primitive_attr attr;
+        attr.set_post_ops(add_to_regions);
         const dnnl::inner_product_forward::primitive_desc ip_pd(
             {dnnl::prop_kind::forward_inference, head.features.get_desc(), memory::desc(weight_dims, dt::f32, tag::any),
              memory::desc({classes}, dt::f32, tag::x), head.logits.get_desc()},
-            engine);
+            attr, engine);
         const memory ip_weight_plain = plain_memory(engine, weight_dims, tag::oihw, inner_product_weight);
         head.inner_product = Step{dnnl::inner_product_forward(ip_pd),
                                   {{DNNL_ARG_SRC, head.features},
@@ -440,6 +754,9 @@ struct OnednnEngine::Impl {
         head.implementation = std::string("ip ") + ip_pd.impl_info_str() + ", " + head.implementation;
         return head;
     }
+
+    // False when no filter can change a logit (none, or all fc columns zero).
+    [[nodiscard]] bool runs_filters() const noexcept { return dense.filters() > 0 || !groups.empty(); }
 
     Head& head(std::size_t n) { return heads.get(n, [this](std::size_t k) { return build_head(k); }); }
 
@@ -459,7 +776,7 @@ struct OnednnEngine::Impl {
     }
 
     std::string implementation(std::size_t n) {
-        if (model.filters() == 0) return head(n).implementation;
+        if (!runs_filters()) return head(n).implementation;
         prepare_workers(1, std::min(n, slice));
         return stage(*workers[0], std::min(n, slice)).implementation + ", " + head(n).implementation;
     }
@@ -473,7 +790,7 @@ struct OnednnEngine::Impl {
     }
 
     // Slice `index` of a batch of n images taken from `source`: copy and normalize its
-    // images into the batch input, then run its stages into the batch's output buffer.
+    // images into the batch input, then run its stages into the batch's output buffers.
     void run_slice(Worker& worker, Head& h, const float* source, std::size_t n, std::size_t index) {
         const std::size_t values = model.input.values();
         const std::size_t first = index * slice, count = std::min(slice, n - first);
@@ -482,11 +799,31 @@ struct OnednnEngine::Impl {
         // The reference's own normalization code, so both engines see the same inputs.
         for (std::size_t i = 0; i < count; ++i)
             model.normalization.apply(std::span<float>(input + i * values, values), model.input);
-        auto* output = static_cast<float*>(fold ? h.logits.get_data_handle() : h.features.get_data_handle());
         Stage& s = stage(worker, count);  // prepared: a lookup
         s.input.set_data_handle(input);
-        s.output.set_data_handle(output + first * output_per_image());
-        for (auto& step : s.steps) step.primitive.execute(worker.stream, step.arguments);
+        if (!groups.empty()) {
+            // The region inner products add to the logits rows, which start at what the
+            // other paths leave there: fc_bias without a dense path, 0 when the batch's
+            // inner product adds bias and dense features afterwards; the folded dense
+            // path writes them (bias included) before the groups run.
+            const auto classes = static_cast<std::size_t>(model.classes());
+            float* logits = static_cast<float*>(h.logits.get_data_handle()) + first * classes;
+            s.logits.set_data_handle(logits);
+            if (dense.filters() == 0) {
+                for (std::size_t i = 0; i < count; ++i) std::ranges::copy(model.fc_bias.data, logits + i * classes);
+            } else if (!fold) {
+                std::fill_n(logits, count * classes, 0.0f);
+            }
+            for (std::size_t g = 0; g < groups.size(); ++g)
+                copy_crop(input, count, model.input, groups[g], static_cast<float*>(s.regions[g].crop.get_data_handle()));
+        }
+        if (dense.filters() > 0) {
+            auto* output = static_cast<float*>(fold ? h.logits.get_data_handle() : h.features.get_data_handle());
+            s.output.set_data_handle(output + first * output_per_image());
+            for (auto& step : s.steps) step.primitive.execute(worker.stream, step.arguments);
+        }
+        for (auto& region : s.regions)
+            for (auto& step : region.steps) step.primitive.execute(worker.stream, step.arguments);
         worker.stream.wait();
     }
 
@@ -530,7 +867,7 @@ struct OnednnEngine::Impl {
         for (std::size_t first = 0; first < count; first += batch) {
             const std::size_t n = std::min(batch, count - first);
             Head& h = head(n);
-            if (model.filters() > 0) forward(h, images.data() + first * values, n);
+            if (runs_filters()) forward(h, images.data() + first * values, n);
             if (probabilities) h.softmax.primitive.execute(stream, h.softmax.arguments);
             stream.wait();
             const memory& output = probabilities ? h.probabilities : h.logits;
@@ -548,7 +885,7 @@ struct OnednnEngine::Impl {
     }
 };
 
-OnednnEngine::OnednnEngine(const Model& model, std::size_t batch) {
+OnednnEngine::OnednnEngine(const Model& model, std::size_t batch, RegionPath region_path) {
     validate(model);
     if (batch == 0) throw Error(ErrorKind::bad_input, "engine: batch size must be >= 1");
     const auto grid = static_cast<double>(model.architecture.pool_grid);
@@ -560,7 +897,7 @@ OnednnEngine::OnednnEngine(const Model& model, std::size_t batch) {
                                           std::to_string(static_cast<long long>(bytes / (1 << 20))) +
                                           " MiB, more than the engine's " + std::to_string(max_batch_bytes >> 20) +
                                           " MiB; lower --batch");
-    impl_ = std::make_unique<Impl>(model, batch);
+    impl_ = std::make_unique<Impl>(model, batch, region_path);
 }
 
 OnednnEngine::OnednnEngine(OnednnEngine&&) noexcept = default;
@@ -586,6 +923,11 @@ RowMatrixF OnednnEngine::probabilities(std::span<const float> images, std::size_
 const Model& OnednnEngine::model() const noexcept { return impl_->model; }
 std::size_t OnednnEngine::batch() const noexcept { return impl_->batch; }
 bool OnednnEngine::folds_pooling() const noexcept { return impl_->fold; }
+int OnednnEngine::region_filters() const noexcept {
+    std::size_t filters = 0;
+    for (const auto& group : impl_->groups) filters += group.filters.size();
+    return static_cast<int>(filters);
+}
 
 std::string OnednnEngine::implementation(std::size_t batch) {
     if (batch == 0) throw Error(ErrorKind::bad_input, "engine: batch size must be >= 1");

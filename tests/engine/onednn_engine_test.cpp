@@ -1,7 +1,9 @@
 // The oneDNN engine against the Eigen reference forward pass (itself checked against a
 // naive loop evaluation in reference_engine_test.cpp): every activation, odd and even
 // sizes, padding, stride, pooling by equal bands (oneDNN pooling) and by unequal bands
-// (folded into the inner product), batch 1 and 64, random and real images.
+// (folded into the inner product), batch 1 and 64, random and real images; the region path
+// (filters wired to one pooling region, computed on it alone), alone and mixed with dense
+// filters.
 #include "cvxcnn/engine/onednn_engine.hpp"
 
 #include <gtest/gtest.h>
@@ -294,4 +296,225 @@ TEST(OnednnEngine, RejectsBadInput) {
     broken.fc_bias.data.pop_back();
     broken.fc_bias.shape = {2};
     expect_error([&] { OnednnEngine bad(broken); }, ErrorKind::bad_input, {"invalid model", "fc_bias"});
+}
+
+// --- The region path: filters wired to one pooling region, computed on that region only.
+
+namespace {
+
+constexpr int all_columns_zero = -1;  // region_of value: the filter reaches no logit
+constexpr int every_region = -2;      // region_of value: the filter keeps all its columns (dense)
+
+// The model's fc_weight rewired as the convex program leaves it: filter f keeps its
+// columns of region region_of[f] only (or none, or all; see the constants above).
+Model rewire_regions(Model model, const std::vector<int>& region_of) {
+    const auto regions = static_cast<std::size_t>(model.architecture.pool_grid * model.architecture.pool_grid);
+    const auto m = static_cast<std::size_t>(model.filters());
+    for (std::size_t i = 0; i < model.fc_weight.data.size(); ++i) {
+        const std::size_t f = i % (m * regions) / regions, r = i % regions;
+        const int wanted = region_of[f];
+        if (wanted != every_region && static_cast<std::size_t>(wanted) != r) model.fc_weight.data[i] = 0.0f;
+    }
+    return model;
+}
+
+// Random regions for `filters` filters, leaving every third region empty (when there are
+// three or more); every fifth filter gets all-zero columns, and with `dense_every` > 0
+// every dense_every-th filter keeps all its columns.
+std::vector<int> random_regions(int filters, int grid, unsigned seed, int dense_every = 0) {
+    std::vector<int> allowed;
+    for (int r = 0; r < grid * grid; ++r)
+        if (grid * grid < 3 || r % 3 != 1) allowed.push_back(r);
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<std::size_t> pick(0, allowed.size() - 1);
+    std::vector<int> region_of;
+    for (int f = 0; f < filters; ++f) {
+        if (f % 5 == 4) region_of.push_back(all_columns_zero);
+        else if (dense_every > 0 && f % dense_every == 0) region_of.push_back(every_region);
+        else region_of.push_back(allowed[pick(rng)]);
+    }
+    return region_of;
+}
+
+int single_region_filters(const std::vector<int>& region_of) {
+    return static_cast<int>(std::ranges::count_if(region_of, [](int r) { return r >= 0; }));
+}
+
+// Filters of `model` with nonzero fc columns on exactly one region (integer weights may
+// zero a wired column by chance).
+int single_region_filters(const Model& model) {
+    const int regions = model.architecture.pool_grid * model.architecture.pool_grid, m = model.filters();
+    int count = 0;
+    for (int f = 0; f < m; ++f) {
+        int touched = 0;
+        for (int r = 0; r < regions; ++r) {
+            bool nonzero = false;
+            for (int c = 0; c < model.classes(); ++c)
+                nonzero = nonzero || model.fc_weight.data[static_cast<std::size_t>((c * m + f) * regions + r)] != 0.0f;
+            touched += nonzero ? 1 : 0;
+        }
+        count += touched == 1 ? 1 : 0;
+    }
+    return count;
+}
+
+const std::vector<Geometry> region_geometries = {
+    {1, 28, 28, 3, 1, 1, 7},  // the Fashion-MNIST shape: 4x4 regions, G divides the map
+    {1, 28, 28, 3, 1, 1, 3},  // bands 9,9,10: G does not divide
+    {3, 9, 9, 3, 2, 1, 2},    // stride 2, padding 1: 5x5 map, bands 2,3
+    {1, 9, 9, 3, 1, 0, 3},    // padding 0: 7x7 map, bands 2,2,3
+    {3, 8, 8, 3, 2, 0, 3},    // padding 0, stride 2: 3x3 map, one-position regions
+    {1, 12, 11, 5, 2, 2, 3},  // 5x5 kernel, stride 2: 6x6 map; crops overlap
+    {1, 9, 9, 3, 1, 2, 3},    // padding 2: 11x11 map, crops reach two pixels into padding
+    {3, 6, 7, 1, 2, 0, 2},    // 1x1 kernel, stride 2: 3x4 map, crops without halo
+    {1, 7, 6, 3, 1, 1, 1},    // global average: the region is the whole map
+};
+
+}  // namespace
+
+TEST(OnednnEngineRegions, RegionWiredModelsMatchReference) {
+    // Random nonzero-mean inputs (uniform pixels, uneven normalization) and random
+    // asymmetric filters: a crop one pixel off, a region's band misread or a filter in
+    // the wrong group changes the logits far beyond the tolerance.
+    unsigned seed = 500;
+    for (const auto& g : region_geometries)
+        for (const auto& activation : all_activations)
+            for (const std::size_t batch : {std::size_t{1}, std::size_t{64}}) {
+                SCOPED_TRACE(describe(g, activation) + " batch " + std::to_string(batch));
+                const ImageShape shape{g.channels, g.height, g.width};
+                const std::vector<int> region_of = random_regions(14, g.grid, seed++);
+                const Model model = rewire_regions(
+                    random_model(architecture_text(g.kernel, g.stride, g.padding, activation, g.grid), shape, 14, 4,
+                                 seed++),
+                    region_of);
+                const Dataset images = random_images(batch == 1 ? 5 : 70, shape, seed++);  // 70: a partial batch
+                OnednnEngine engine(model, batch, RegionPath::always);
+                EXPECT_EQ(engine.region_filters(), single_region_filters(region_of));
+                expect_close(engine.logits(images), reference_logits(model, images));
+            }
+}
+
+TEST(OnednnEngineRegions, MixedModelsMatchReference) {
+    // Some filters dense (all regions), some on one region, some reaching no logit: the
+    // dense path (pooled or folded) and the region groups add into the same logits.
+    const std::vector<Geometry> geometries = {
+        {1, 28, 28, 3, 1, 1, 7},  // dense path pooled: the batch's inner product adds last
+        {1, 9, 9, 3, 1, 0, 3},    // dense path folded: its inner product writes first
+        {3, 9, 9, 3, 2, 1, 2},    // folded, stride 2
+        {3, 8, 8, 3, 1, 1, 2},    // pooled, 3 channels
+    };
+    unsigned seed = 700;
+    for (const auto& g : geometries)
+        for (const auto& activation : all_activations)
+            for (const std::size_t batch : {std::size_t{1}, std::size_t{64}}) {
+                SCOPED_TRACE(describe(g, activation) + " batch " + std::to_string(batch));
+                const ImageShape shape{g.channels, g.height, g.width};
+                const std::vector<int> region_of = random_regions(15, g.grid, seed++, 3);
+                const Model model = rewire_regions(
+                    random_model(architecture_text(g.kernel, g.stride, g.padding, activation, g.grid), shape, 15, 5,
+                                 seed++),
+                    region_of);
+                const Dataset images = random_images(batch == 1 ? 4 : 67, shape, seed++);
+                OnednnEngine engine(model, batch, RegionPath::always);
+                ASSERT_GT(single_region_filters(region_of), 0);
+                EXPECT_EQ(engine.region_filters(), single_region_filters(region_of));
+                const RowMatrixF want = reference_logits(model, images);
+                expect_close(engine.logits(images), want);
+                // The same model entirely on the dense path agrees too.
+                OnednnEngine full_maps(model, batch, RegionPath::never);
+                EXPECT_EQ(full_maps.region_filters(), 0);
+                expect_close(full_maps.logits(images), want);
+            }
+}
+
+TEST(OnednnEngineRegions, IntegerWeightsGiveExactlyTheReference) {
+    // As IntegerWeightsAndInputsGiveExactlyTheReference, with region-wired filters: any
+    // misplaced input value, position or weight shows as an inexact logit.
+    const std::vector<Geometry> geometries = {
+        {1, 8, 8, 3, 1, 1, 2},  // regions of 16
+        {3, 8, 8, 3, 2, 1, 2},  // stride 2: regions of 4
+        {1, 6, 6, 3, 1, 1, 4},  // bands 1,2,1,2: regions of 1, 2, 4
+        {3, 6, 6, 3, 1, 2, 2},  // padding 2: 8x8 map, regions of 16
+    };
+    unsigned seed = 900;
+    for (const auto& g : geometries)
+        for (const std::string activation : {"relu", "gated", "leaky0.25", "abs"}) {
+            SCOPED_TRACE(describe(g, activation));
+            const ImageShape shape{g.channels, g.height, g.width};
+            std::mt19937 rng(seed++);
+            std::uniform_int_distribution<int> small(-3, 3), pixel(0, 4);
+            Normalization norm;
+            for (int c = 0; c < g.channels; ++c) {
+                norm.mean.push_back(static_cast<float>(c + 1));
+                norm.std.push_back(c == 1 ? 1.0f : 0.5f);
+            }
+            const std::vector<int> region_of = random_regions(9, g.grid, seed++, 4);
+            const Model model = rewire_regions(
+                test::filled_model(architecture_text(g.kernel, g.stride, g.padding, activation, g.grid), shape, 9, 4,
+                                   [&] { return static_cast<float>(small(rng)); }, norm),
+                region_of);
+            Dataset images = random_images(6, shape, 0);
+            for (auto& v : images.images) v = static_cast<float>(pixel(rng));
+            OnednnEngine engine(model, 4, RegionPath::always);
+            EXPECT_EQ(engine.region_filters(), single_region_filters(model));
+            EXPECT_GT(engine.region_filters(), 0);
+            const RowMatrixF got = engine.logits(images), want = reference_logits(model, images);
+            ASSERT_EQ(got.rows(), want.rows());
+            for (Eigen::Index i = 0; i < got.rows(); ++i)
+                for (Eigen::Index c = 0; c < got.cols(); ++c)
+                    ASSERT_EQ(got(i, c), want(i, c)) << "image " << i << " class " << c;
+            EXPECT_GT(want.cwiseAbs().maxCoeff(), 1.0f) << "all-zero logits would make the test vacuous";
+        }
+}
+
+TEST(OnednnEngineRegions, FiltersReachingNoLogitAreSkipped) {
+    const ImageShape shape{1, 9, 9};
+    Model model = random_model("conv3x3s1p1-gated-pool3", shape, 6, 3, 1001);
+    std::ranges::fill(model.fc_weight.data, 0.0f);
+    for (const RegionPath path : {RegionPath::automatic, RegionPath::always, RegionPath::never}) {
+        OnednnEngine engine(model, 4, path);
+        EXPECT_EQ(engine.region_filters(), 0);
+        const RowMatrixF logits = engine.logits(random_images(5, shape, 1002));
+        for (Eigen::Index i = 0; i < logits.rows(); ++i)
+            for (Eigen::Index c = 0; c < logits.cols(); ++c) EXPECT_EQ(logits(i, c), model.fc_bias.data[c]);
+    }
+}
+
+TEST(OnednnEngineRegions, ThreadCountDoesNotChangeTheBits) {
+    // Slices of a fixed size, each summing its groups in a fixed order on one thread.
+    const ImageShape shape{1, 28, 28};
+    const std::vector<int> region_of = random_regions(60, 7, 1101);
+    const Model model = rewire_regions(random_model("conv3x3s1p1-gated-pool7", shape, 60, 10, 1102), region_of);
+    const Dataset images = random_images(70, shape, 1103);
+    const RowMatrixF want = reference_logits(model, images);
+    RowMatrixF first;
+    for (const int threads : {1, 2, 3}) {
+        SCOPED_TRACE("threads " + std::to_string(threads));
+        const ThreadLimit limit(threads);
+        OnednnEngine engine(model);
+        EXPECT_EQ(engine.region_filters(), single_region_filters(region_of));
+        const RowMatrixF got = engine.logits(images);
+        expect_close(got, want);
+        if (first.size() == 0) first = got;
+        EXPECT_EQ(got, first);
+    }
+}
+
+TEST(OnednnEngineRegions, AutomaticRuleTakesTheRegionPathWhenItSavesWork) {
+    const ImageShape shape{1, 28, 28};
+    // Fashion-MNIST-like: 4x4 regions of a 28x28 map, a 49th of the convolution work.
+    const std::vector<int> wired = random_regions(98, 7, 1201);
+    const Model convex = rewire_regions(random_model("conv3x3s1p1-gated-pool7", shape, 98, 10, 1202), wired);
+    OnednnEngine engine(convex);
+    EXPECT_EQ(engine.region_filters(), single_region_filters(wired));
+    EXPECT_NE(engine.implementation(1).find("regions "), std::string::npos) << engine.implementation(1);
+    // Dense columns (SGD-like): nothing to restrict.
+    EXPECT_EQ(OnednnEngine(random_model("conv3x3s1p1-gated-pool7", shape, 98, 10, 1203)).region_filters(), 0);
+    // Global average: the region is the whole map, nothing is saved.
+    const Model global = rewire_regions(random_model("conv3x3s1p1-relu-pool1", shape, 8, 10, 1204),
+                                        std::vector<int>(8, 0));
+    OnednnEngine whole_map(global);
+    EXPECT_EQ(whole_map.region_filters(), 0);
+    const Dataset images = random_images(3, shape, 1205);
+    expect_close(whole_map.logits(images), reference_logits(global, images));
 }

@@ -11,15 +11,31 @@
 //      over the whole m x OH x OW map), because unequal floor bands are no single pooling
 //   -> inner product to the classes -> (probabilities) softmax.
 //
+// Region path. A model recovered from the convex program wires every filter to ONE pooling
+// region: its fc_weight columns are zero for every other region, so only the conv outputs
+// pooled into that region can reach a logit. Such filters are grouped by region; per group
+// the engine copies the input crop those outputs read (halo included, zeros where it lies
+// in the padding), runs the convolution(s) and activation over the region's outputs only
+// (1/G^2 of the map: 3,902 filters x 16 instead of x 784 positions on the Fashion-MNIST
+// model), then one inner product with weights fc[c, f, region] / |region| at every position
+// (pooling and linear layer in one) added to the logits by a sum post-op. Unequal floor
+// bands need nothing special: each group has its own region size. Filters whose columns
+// touch several regions (SGD-trained models: all) take the full-map path above; filters
+// whose columns are all zero are skipped. RegionPath::automatic takes the region path when
+// the convolution work it skips outweighs its extra primitives (rule and measurements in
+// onednn_engine.cpp); this is never the case for pool1, where the region is the whole map.
+//
 // It computes exactly what reference_engine.hpp computes (tested to 1e-4 relative); only
-// the summation order differs. oneDNN picks every memory format (format_tag::any); the
-// weights are reordered once when the primitives of an image count are created, and
+// the summation order differs. oneDNN picks every memory format (format_tag::any), except
+// the region groups' activation maps, nChw16c on AVX-512 (measured 2x faster; see the .cpp);
+// the weights are reordered once when the primitives of an image count are created, and
 // primitives are created once per batch shape and reused.
 //
 // A batch runs as slices of a few images (as many as keep their activation maps within
-// ~2 MB, at least one): OpenMP threads take slices, each with its own single-threaded
+// ~2 MB, at least one; at most 16 with region groups, whose maps are small, so that the
+// threads share a batch): OpenMP threads take slices, each with its own single-threaded
 // primitives, so the maps stay in cache between convolution and pooling; then one inner
-// product over the batch's pooled features. The slices make results independent of the
+// product over the batch's pooled features (full-map path, equal bands). The slices make results independent of the
 // thread count up to the final inner product.
 //
 // Threads: Debian's oneDNN runs on OpenMP, capped by ThreadLimit (util/threads.hpp) like
@@ -40,6 +56,14 @@ namespace cvxcnn {
 
 inline constexpr std::size_t default_engine_batch = 64;
 
+/// Whether the filters whose fc_weight columns touch a single pooling region (every
+/// filter of a convex-trained model) are computed on that region only.
+enum class RegionPath {
+    automatic,  ///< when the engine estimates it pays (the default; see onednn_engine.cpp)
+    always,     ///< whenever some filter touches a single region
+    never,      ///< every filter over the whole map
+};
+
 /// A model compiled for oneDNN. Not thread-safe: one engine per thread (each holds its
 /// own buffers); movable, not copyable.
 class OnednnEngine {
@@ -49,7 +73,8 @@ public:
     /// pass; primitives are created lazily for each batch shape met (full batches and the
     /// final partial one). Throws cvxcnn::Error (limit) if the buffers of one batch would
     /// exceed 2 GiB.
-    explicit OnednnEngine(const Model& model, std::size_t batch = default_engine_batch);
+    explicit OnednnEngine(const Model& model, std::size_t batch = default_engine_batch,
+                          RegionPath region_path = RegionPath::automatic);
     OnednnEngine(OnednnEngine&&) noexcept;
     OnednnEngine& operator=(OnednnEngine&&) noexcept;
     OnednnEngine(const OnednnEngine&) = delete;
@@ -70,8 +95,12 @@ public:
 
     [[nodiscard]] const Model& model() const noexcept;
     [[nodiscard]] std::size_t batch() const noexcept;
-    /// True when the G x G bands are unequal and pooling is folded into the linear layer.
+    /// True when the G x G bands are unequal and the full-map path folds pooling into the
+    /// linear layer.
     [[nodiscard]] bool folds_pooling() const noexcept;
+    /// Filters computed on their one pooling region only (the region path); the others
+    /// whose fc columns are not all zero run on the whole map.
+    [[nodiscard]] int region_filters() const noexcept;
     /// Which oneDNN implementation runs each primitive for a batch of `batch` images, e.g.
     /// "conv brgconv:avx512_core, gate conv jit:avx512_core, pool jit:avx512_core,
     /// ip x64:gemm:jit, softmax jit:avx512_core" (creates those primitives if needed).
