@@ -37,6 +37,7 @@
 
 #include "cvxcnn/patches/patch_matrix.hpp"
 #include "cvxcnn/util/error.hpp"
+#include "util/onednn_support.hpp"
 
 namespace cvxcnn {
 namespace {
@@ -86,43 +87,12 @@ memory::format_tag region_map_layout() {
 // either way (10^5 images/s); the rule's job is pool1, where nothing is skipped.
 constexpr double region_path_min_saved_per_group = 1024.0;
 
-// Sets the calling thread's OpenMP thread count (its own ICV: other threads are not
-// affected) for the lifetime of the object; `only_inside_tbb` makes it a no-op outside
-// TBB tasks.
-class ScopedOpenMpThreads {
-public:
-    explicit ScopedOpenMpThreads(int threads, bool only_inside_tbb = false) {
-        if (only_inside_tbb && oneapi::tbb::task::current_context() == nullptr) return;
-        previous_ = omp_get_max_threads();
-        omp_set_num_threads(threads);
-    }
-    ScopedOpenMpThreads(const ScopedOpenMpThreads&) = delete;
-    ScopedOpenMpThreads& operator=(const ScopedOpenMpThreads&) = delete;
-    ~ScopedOpenMpThreads() {
-        if (previous_) omp_set_num_threads(*previous_);
-    }
-
-private:
-    std::optional<int> previous_;
-};
-
 // OpenMP (oneDNN's pool) and TBB (everything else) are separate pools. A oneDNN call made
 // from a TBB task would start up to `threads` OpenMP threads on each of TBB's `threads`
 // workers; inside a task the engine therefore runs on one OpenMP thread.
 struct SingleOpenMpThreadInsideTbbTask : ScopedOpenMpThreads {
     SingleOpenMpThreadInsideTbbTask() : ScopedOpenMpThreads(1, true) {}
 };
-
-// oneDNN reports failures as dnnl::error; the library boundary speaks cvxcnn::Error.
-template <typename F>
-decltype(auto) translate_onednn_errors(const char* what, F&& action) {
-    try {
-        return action();
-    } catch (const dnnl::error& error) {
-        if (error.status == dnnl_out_of_memory) throw std::bad_alloc();
-        throw Error(ErrorKind::internal, std::string("oneDNN failed to ") + what + ": " + error.what());
-    }
-}
 
 memory::dim to_dim(std::size_t value) { return static_cast<memory::dim>(value); }
 

@@ -27,6 +27,7 @@
 
 #include "cvxcnn/patches/patch_matrix.hpp"
 #include "cvxcnn/util/error.hpp"
+#include "util/onednn_support.hpp"
 
 namespace cvxcnn {
 namespace {
@@ -43,29 +44,6 @@ constexpr std::size_t chunk_images = 8;
 // Chunks whose gradients are held at once; later chunks wait for the next round. Bounds
 // the memory of a pass over a whole dataset.
 constexpr std::size_t chunks_per_round = 64;
-
-// Sets the calling thread's OpenMP thread count for the object's lifetime: oneDNN runs on
-// OpenMP, and a oneDNN call inside a TBB task must not start a team on every TBB worker.
-class ScopedOpenMpThreads {
-public:
-    explicit ScopedOpenMpThreads(int threads) : previous_(omp_get_max_threads()) { omp_set_num_threads(threads); }
-    ScopedOpenMpThreads(const ScopedOpenMpThreads&) = delete;
-    ScopedOpenMpThreads& operator=(const ScopedOpenMpThreads&) = delete;
-    ~ScopedOpenMpThreads() { omp_set_num_threads(previous_); }
-
-private:
-    int previous_;
-};
-
-template <typename F>
-decltype(auto) translate_onednn_errors(const char* what, F&& action) {
-    try {
-        return action();
-    } catch (const dnnl::error& error) {
-        if (error.status == dnnl_out_of_memory) throw std::bad_alloc();
-        throw Error(ErrorKind::internal, std::string("oneDNN failed to ") + what + ": " + error.what());
-    }
-}
 
 // oneDNN takes non-const handles; the buffers passed this way are only read (sources,
 // weights being reordered).
