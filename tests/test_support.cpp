@@ -82,6 +82,25 @@ std::string slurp(const fs::path& path) {
 }
 }  // namespace
 
+Dataset bar_images(int per_class, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> noise(0.0f, 0.4f);
+    Dataset data;
+    data.shape = {1, 6, 6};
+    data.class_names = {"diagonal", "horizontal", "vertical"};
+    for (int c = 0; c < 3; ++c)
+        for (int i = 0; i < per_class; ++i) {
+            const int at = static_cast<int>(rng() % 6);
+            for (int y = 0; y < 6; ++y)
+                for (int x = 0; x < 6; ++x) {
+                    const bool on = c == 0 ? x == y : c == 1 ? y == at : x == at;
+                    data.images.push_back(noise(rng) + (on ? 0.6f : 0.0f));
+                }
+            data.labels.push_back(c);
+        }
+    return data;
+}
+
 CommandResult run_cli(const std::vector<std::string>& args) {
     ScratchDir scratch;
     std::string command = shell_quote(CVXCNN_CLI_PATH);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cvxcnn/data/dataset.hpp"
 #include "cvxcnn/util/error.hpp"
 
 namespace cvxcnn::test {
@@ -51,6 +52,10 @@ struct CommandResult {
 /// "<path>: " and contains `fragment` (gtest failures otherwise); returns the message.
 std::string expect_file_error(const std::function<void()>& action, ErrorKind kind, const std::filesystem::path& path,
                               const std::string& fragment);
+
+/// Three classes of 6x6 gray images, a bright bar (diagonal, horizontal, vertical) in
+/// uniform noise: small training data with a real signal.
+[[nodiscard]] Dataset bar_images(int per_class, unsigned seed);
 
 /// Number of lines in text (a last line without '\n' counts).
 [[nodiscard]] int count_lines(const std::string& text);

@@ -19,31 +19,13 @@
 #include "cvxcnn/train/convex_training.hpp"
 #include "cvxcnn/train/network_gradient.hpp"
 #include "export/test_models.hpp"
+#include "test_support.hpp"
 
 using namespace cvxcnn;
 
 namespace {
 
-// Three classes of 6x6 gray images: a bright bar (horizontal, vertical, diagonal) in noise
-// (as in convex_training_test.cpp).
-Dataset bars(int per_class, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> noise(0.0f, 0.4f);
-    Dataset data;
-    data.shape = {1, 6, 6};
-    data.class_names = {"diagonal", "horizontal", "vertical"};
-    for (int c = 0; c < 3; ++c)
-        for (int i = 0; i < per_class; ++i) {
-            const int at = static_cast<int>(rng() % 6);
-            for (int y = 0; y < 6; ++y)
-                for (int x = 0; x < 6; ++x) {
-                    const bool on = c == 0 ? x == y : c == 1 ? y == at : x == at;
-                    data.images.push_back(noise(rng) + (on ? 0.6f : 0.0f));
-                }
-            data.labels.push_back(c);
-        }
-    return data;
-}
+Dataset bars(int per_class, unsigned seed) { return test::bar_images(per_class, seed); }
 
 SgdSettings bars_settings(Optimizer optimizer) {
     SgdSettings settings;
