@@ -544,6 +544,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         w = weights.cast<double>();
         v = w;
         eval.forward(weights, zw);
+        ++info.products;
         zv = zw;
     }
 
@@ -554,6 +555,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         const double primal = eval.loss(z_out, nullptr) + beta * group_norms(weights, h).sum();
         (void)eval.loss(zw, &gw);
         eval.backward(gw, grad_w);
+        info.products += 2;
         // The scaled gradient's dual value oscillates with FISTA's momentum; every one is a
         // valid lower bound, so the best so far certifies.
         best_dual = std::max(best_dual, scaled_gradient_dual(eval, beta, gw, grad_w));
@@ -593,6 +595,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         if (!(check && v_is_w)) {
             (void)eval.loss(zv, &gv);
             eval.backward(gv, grad_v);
+            ++info.products;
         }
 
         // Backtracking through the prox (SOLVERS.md 5.3 step 2), tested in Z-space.
@@ -602,6 +605,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
             prox_step(v, grad_v, eta, beta, h, wp);
             d = (wp - v).cast<float>();
             eval.forward(d, zd);
+            ++info.products;
             std::tie(divergence, loss_p) = eval.bregman(zv, zd, zp);
             step_sq = (wp - v).squaredNorm();
             accepted = std::isfinite(divergence) && std::isfinite(loss_p) && divergence <= step_sq / (2.0 * eta);
@@ -727,6 +731,7 @@ void to_json(nlohmann::json& json, const SolveInfo& info) {
             {"seconds", info.seconds},
             {"restarts", info.restarts},
             {"backtracks", info.backtracks},
+            {"products", info.products},
             {"step", info.step},
             {"trace", std::move(trace)}};
 }
@@ -745,6 +750,7 @@ void from_json(const nlohmann::json& json, SolveInfo& info) {
         json.at("seconds").get_to(info.seconds);
         json.at("restarts").get_to(info.restarts);
         json.at("backtracks").get_to(info.backtracks);
+        info.products = json.value("products", std::int64_t{0});  // absent in checkpoints written before it
         json.at("step").get_to(info.step);
         info.trace.clear();
         for (const nlohmann::json& row : json.at("trace"))

@@ -10,6 +10,10 @@ CVXCNN_PACKAGES=(cmake make g++ pkg-config libdnnl-dev ocl-icd-opencl-dev libeig
                  libstb-dev libgtest-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
                  libonnx-dev libprotobuf-dev libbenchmark-dev python3-onnx)
 
+# Only tools/bench/run_benchmarks.sh adds these (plots; the optional PyTorch baseline is
+# python3-torch, installed by hand): the build and the tests never need them.
+CVXCNN_BENCH_PACKAGES=(python3 python3-matplotlib)
+
 # Installs missing packages with apt-get when root; otherwise prints the line to run
 # and exits 1. Does nothing when everything is present, so it is safe to repeat.
 cvxcnn_ensure_packages() {
