@@ -457,6 +457,28 @@ Certificate certificate(const GroupLassoProblem& problem, double beta, const Row
                    scaled_gradient_dual(eval, beta, point.g, point.grad));
 }
 
+LossEvaluation evaluate_loss(const GroupLassoProblem& problem, const RowMatrixF& weights) {
+    problem.validate();
+    check_weights(problem, weights);
+    const Evaluator eval(problem);
+    PointEvaluation point = evaluate_at(eval, weights);
+    LossEvaluation out;
+    out.loss = point.loss;
+    out.logits = std::move(point.z);
+    out.loss_gradient = std::move(point.g);
+    out.feature_gradient = std::move(point.grad);
+    return out;
+}
+
+double scaled_loss_dual(const GroupLassoProblem& problem, const RowMatrixF& loss_gradient, double scale) {
+    problem.validate();
+    if (loss_gradient.rows() != problem.samples() || loss_gradient.cols() != problem.classes)
+        throw Error(ErrorKind::bad_input, "scaled_loss_dual: the loss gradient is not n x classes");
+    if (!(scale >= 0.0 && scale <= 1.0))
+        throw Error(ErrorKind::bad_input, "scaled_loss_dual: scale " + format_number(scale) + " is outside [0, 1]");
+    return Evaluator(problem).dual(loss_gradient, scale);
+}
+
 double kkt_residual(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights) {
     problem.validate();
     check_beta(beta);

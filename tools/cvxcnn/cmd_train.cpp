@@ -1,7 +1,9 @@
 // cvxcnn train: a two-layer CNN trained by solving its convex equivalent to a certified
 // duality gap (--solver convex, the default), or the same network trained directly by
 // SGD with momentum or Adam (--solver sgd|adam: the non-convex baseline), saved as a
-// model file.
+// model file; or (--solver relaxation) one ReLU neuron per class fit by the single-neuron
+// convex relaxation. One switch picks the trainer: a separate --method would allow
+// combinations that mean nothing (--method relaxation --solver adam).
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -22,6 +24,7 @@
 #include "commands.hpp"
 #include "cvxcnn/model/model_file.hpp"
 #include "cvxcnn/model/presets.hpp"
+#include "cvxcnn/relaxation/relaxation_training.hpp"
 #include "cvxcnn/train/checkpoint.hpp"
 #include "cvxcnn/train/convex_training.hpp"
 #include "cvxcnn/train/sgd_training.hpp"
@@ -71,12 +74,33 @@ struct SolverOnlyOptions {
     std::vector<CLI::Option*> gradient;  // --lr, --epochs, --width, --batch-size
     CLI::Option* momentum = nullptr;     // sgd only
     CLI::Option* beta = nullptr;
+    // --solver relaxation reads these of the convex list, and refuses every other option
+    // of the two lists and --loss, --time-limit (it fits the squared loss, in a few seconds).
+    CLI::Option* tol = nullptr;
+    CLI::Option* max_iters = nullptr;
+    CLI::Option* loss = nullptr;
+    CLI::Option* time_limit = nullptr;
+    CLI::Option* arch = nullptr;
 };
 
 void check_solver_options(const TrainArgs& args, const SolverOnlyOptions& options) {
     auto refuse = [&](const CLI::Option* option, const std::string& applies_to) {
         throw CLI::ValidationError(option->get_name(), "applies to " + applies_to + " only, not to --solver " + args.solver);
     };
+    if (args.solver == "relaxation") {
+        const auto reads = [&](const CLI::Option* option) { return option == options.tol || option == options.max_iters; };
+        for (const CLI::Option* option : options.convex)
+            if (option->count() > 0 && !reads(option)) refuse(option, "--solver convex");
+        for (const CLI::Option* option : options.gradient)
+            if (option->count() > 0) refuse(option, "--solver sgd and adam");
+        for (const CLI::Option* option : {options.momentum, options.loss, options.time_limit})
+            if (option->count() > 0)
+                throw CLI::ValidationError(option->get_name(), "does not apply to --solver relaxation (squared loss, "
+                                                               "one neuron per class)");
+        if (options.beta->count() > 0 && args.beta == "auto")
+            throw CLI::ValidationError("--beta", "--solver relaxation needs a number (a ridge, default 0)");
+        return;
+    }
     const bool convex = args.solver == "convex";
     for (const CLI::Option* option : convex ? options.gradient : options.convex)
         if (option->count() > 0) refuse(option, convex ? "--solver sgd and adam" : "--solver convex");
@@ -213,6 +237,41 @@ int run_gradient_training(const TrainArgs& args, bool beta_given, const GlobalOp
     return exit_success;
 }
 
+// --solver relaxation: every flag checked before loading, the summary on stdout.
+int run_relaxation_training(const TrainArgs& args, const SolverOnlyOptions& options, const GlobalOptions& global) {
+    RelaxationTrainingSettings settings;
+    if (options.arch->count() > 0) settings.architecture = resolve_architecture(args.arch);
+    if (options.tol->count() > 0) settings.solver.tol = args.tol;
+    if (options.max_iters->count() > 0) settings.solver.max_iters = args.max_iters;
+    if (options.beta->count() > 0) settings.solver.ridge = parse_beta(args.beta);
+    settings.val_split = args.val_split;
+    settings.seed = args.seed;
+    settings.solver.validate();
+    const Dataset data = load_folder_reporting(args.data_dir, args.data, global.progress_mode());
+    const RelaxationTrainingResult result = train_relaxation_cnn(data, settings);
+    write_model(args.out, result.model);
+    if (args.json) {
+        nlohmann::json out = result.model.training;
+        out["model"] = args.out;
+        out["architecture"] = to_string(result.model.architecture);
+        std::printf("%s\n", out.dump(2).c_str());
+        return exit_success;
+    }
+    int converged = 0, steps = 0;
+    for (const RelaxationResult& neuron : result.neurons) {
+        converged += neuron.converged;
+        steps += neuron.iterations;
+    }
+    std::printf("trained %s by the single-neuron relaxation on %zu images (%zu held out): %d neurons, %d converged, "
+                "%d gradient steps in all\n",
+                to_string(result.model.architecture).c_str(), result.train_samples, result.val_samples,
+                result.model.filters(), converged, steps);
+    std::printf("train accuracy %.2f%%", 100 * result.train_accuracy);
+    if (result.val_accuracy >= 0) std::printf(", validation accuracy %.2f%%", 100 * result.val_accuracy);
+    std::printf(", %.1f s\nwrote %s\n", result.seconds, args.out.c_str());
+    return exit_success;
+}
+
 }  // namespace
 
 CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
@@ -225,10 +284,11 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     command->add_option("DATA_DIR", args->data_dir, "Image folder: DATA_DIR/<class>/<image>")->required();
     command->add_option("-o,--out", args->out, "Model file to write (atomically)")->required();
     command->add_option("--solver", args->solver,
-                        "convex (group lasso, certified), or the non-convex baseline: sgd (with momentum) or adam")
-        ->check(CLI::IsMember({"convex", "sgd", "adam"}))
+                        "convex (group lasso, certified), the non-convex baseline: sgd (with momentum) or adam, or "
+                        "relaxation (one ReLU neuron per class, single-neuron convex relaxation)")
+        ->check(CLI::IsMember({"convex", "sgd", "adam", "relaxation"}))
         ->capture_default_str();
-    command->add_option("--arch", args->arch, "A preset of models/presets.json (default, relu, fast, wide, cifar) or an architecture such as conv3x3s1p1-relu-pool7")->capture_default_str();
+    only->arch = command->add_option("--arch", args->arch, "A preset of models/presets.json (default, relu, fast, wide, cifar) or an architecture such as conv3x3s1p1-relu-pool7")->capture_default_str();
     CLI::Option* patterns_option = command->add_option("-P,--patterns", args->patterns, "Sign patterns to sample (generators drawn)")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
@@ -243,7 +303,7 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
         ->excludes(patterns_option));
     command->add_option("--seed", args->seed, "Seed of the pattern draws (sgd, adam: of the initialization, gates and "
                                               "minibatch order) and of the validation split")->capture_default_str();
-    command->add_option("--loss", args->loss, "cross-entropy (softmax) or squared (one-hot targets)")
+    only->loss = command->add_option("--loss", args->loss, "cross-entropy (softmax) or squared (one-hot targets)")
         ->check(CLI::IsMember({"cross-entropy", "squared"}))
         ->capture_default_str();
     only->beta = command->add_option("--beta", args->beta, "Weight decay: a number, or auto (best validation accuracy on a "
@@ -262,9 +322,11 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     only->convex.push_back(command->add_option("--path-points", args->path_points, "Betas tried by --beta auto")
         ->check(CLI::Range(1, 100))
         ->capture_default_str());
-    only->convex.push_back(command->add_option("--tol", args->tol, "Stop at this relative duality gap")->capture_default_str());
-    only->convex.push_back(command->add_option("--max-iters", args->max_iters, "Iteration cap of the chosen beta (its path iterations included)")->capture_default_str());
-    command->add_option("--time-limit", args->time_limit, "Seconds for the whole run (0 = none); the model keeps the duality gap "
+    only->convex.push_back(command->add_option("--tol", args->tol, "Stop at this relative duality gap (relaxation: relative gradient norm)")->capture_default_str());
+    only->convex.push_back(command->add_option("--max-iters", args->max_iters, "Iteration cap of the chosen beta (its path iterations included; relaxation: gradient steps per neuron)")->capture_default_str());
+    only->tol = only->convex.end()[-2];
+    only->max_iters = only->convex.end()[-1];
+    only->time_limit = command->add_option("--time-limit", args->time_limit, "Seconds for the whole run (0 = none); the model keeps the duality gap "
                                                           "reached (sgd, adam: the weights after the step that passes it)")->capture_default_str();
     only->convex.push_back(command->add_option("--max-memory", args->max_memory, "Refuse runs estimated above this (default 75% of RAM)"));
     only->gradient.push_back(command->add_option("--lr", args->lr, "sgd, adam: learning rate")->capture_default_str());
@@ -307,6 +369,8 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
         "  cvxcnn eval sample.cvx datasets/fashion-mnist-sample/test");
 
     return [args, only, &global]() -> int {
+        if (args->solver == "relaxation")
+            return run_relaxation_training(*args, *only, global);
         if (args->solver != "convex") return run_gradient_training(*args, only->beta->count() > 0, global);
         // Every flag and the checkpoint are checked before any loading.
         TrainingSettings settings = settings_from(*args);

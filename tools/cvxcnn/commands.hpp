@@ -33,6 +33,7 @@ CommandRunner add_eval_command(CLI::App& app, const GlobalOptions& global);
 CommandRunner add_predict_command(CLI::App& app, const GlobalOptions& global);
 CommandRunner add_info_command(CLI::App& app, const GlobalOptions& global);
 CommandRunner add_export_command(CLI::App& app, const GlobalOptions& global);
+CommandRunner add_certify_command(CLI::App& app, const GlobalOptions& global);
 
 /// Exit codes: 0 success, 1 bad input or failure, 2 usage.
 inline constexpr int exit_success = 0;

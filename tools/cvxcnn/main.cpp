@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
     add(add_predict_command);
     add(add_info_command);
     add(add_export_command);
+    add(add_certify_command);
 
     try {
         app.parse(argc, argv);

@@ -202,6 +202,22 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
 /// Zero exactly at a minimizer.
 [[nodiscard]] double kkt_residual(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights);
 
+/// The smooth part of P at a point, for certificates of other regularizers over the same
+/// features and loss (certify/stationary_certificate.hpp: the nuclear-norm program).
+struct LossEvaluation {
+    double loss = 0.0;               ///< L(F U)
+    RowMatrixD logits;               ///< Z = F U, n x C
+    RowMatrixF loss_gradient;        ///< G = dL/dZ, n x C
+    RowMatrixF feature_gradient;     ///< F^T G, (B*h) x C
+};
+/// One F U and one F^T G. Throws as certificate().
+[[nodiscard]] LossEvaluation evaluate_loss(const GroupLassoProblem& problem, const RowMatrixF& weights);
+
+/// -L*(-Theta) at Theta = scale * G: a lower bound on min_U L(F U) + R(U) for any
+/// regularizer R whose dual-norm ball contains F^T Theta (the caller picks `scale` so that
+/// it does; scale in [0, 1]). Throws cvxcnn::Error (bad_input) for a G of the wrong shape.
+[[nodiscard]] double scaled_loss_dual(const GroupLassoProblem& problem, const RowMatrixF& loss_gradient, double scale);
+
 /// Groups (b, c) of `weights` with a nonzero entry.
 [[nodiscard]] int active_groups(const RowMatrixF& weights, int block_width);
 
