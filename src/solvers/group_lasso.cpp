@@ -602,7 +602,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
             if (k == 0) initial_objective = cert.primal;
             const SolverTraceRow& row = info.trace.back();
             const SolverProgress progress{k,           cert.primal,       cert.dual,   cert.gap, cert.rel_gap,
-                                          row.active_groups, row.seconds, &weights};
+                                          row.active_groups, row.seconds, &weights, &z_out};
             const bool keep_going = !settings.on_check || settings.on_check(progress);
             const bool converged = cert.rel_gap <= settings.rel_gap_tol;
             if (converged) info.status = SolverStatus::solved;

@@ -33,6 +33,16 @@ double accuracy_of(const RowMatrixF& features, const RowMatrixF& weights, std::s
     return static_cast<double>(correct) / static_cast<double>(labels.size());
 }
 
+double accuracy_of_logits(const RowMatrixD& logits, std::span<const std::int32_t> labels) {
+    std::size_t correct = 0;
+    for (std::size_t j = 0; j < labels.size(); ++j) {
+        Eigen::Index best = 0;
+        logits.row(static_cast<Eigen::Index>(j)).maxCoeff(&best);
+        correct += best == labels[j];
+    }
+    return labels.empty() ? -1.0 : static_cast<double>(correct) / static_cast<double>(labels.size());
+}
+
 std::string mib(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
 
 std::vector<double> beta_path(const TrainingSettings& settings, double beta_max) {
@@ -368,7 +378,7 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
         solver.on_check = [&, beta](const SolverProgress& progress) {
             if (settings.on_progress) {
                 char line[256];
-                const double train_acc = accuracy_of(features.matrix, *progress.weights, train.labels);
+                const double train_acc = accuracy_of_logits(*progress.logits, train.labels);
                 const double val_acc = accuracy_of(val_features, *progress.weights, val.labels);
                 std::snprintf(line, sizeof line,
                               "beta %.3g  iter %4d  objective %.6g  gap %.2e  filters %d  train %.2f%%  val %s  %.0fs",

@@ -477,6 +477,8 @@ TEST(GroupLassoSolver, StopsWithTheRightStatus) {
         EXPECT_NE(progress.weights, nullptr);
         EXPECT_EQ(progress.weights->rows(), problem.columns());
         EXPECT_GE(progress.gap, 0.0);
+        // The logits handed out are F U of the weights handed out.
+        EXPECT_TRUE(progress.logits->isApprox((data.features * *progress.weights).cast<double>(), 1e-5));
         seen.push_back(progress.iteration);
         return seen.size() < 3;
     };

@@ -72,6 +72,9 @@ struct SolverProgress {
     int active_groups = 0;   ///< groups (b, c) with a nonzero weight vector
     double seconds = 0.0;    ///< since the solve started
     const RowMatrixF* weights = nullptr;  ///< the current U, valid during the callback only
+    /// F U of those weights (n x C), computed for the certificate anyway: monitors read
+    /// training accuracy from it instead of another pass over F. Callback only.
+    const RowMatrixD* logits = nullptr;
 };
 
 struct SolverSettings {
