@@ -15,6 +15,7 @@
 #include "cvxcnn/model/presets.hpp"
 #include "cvxcnn/train/convex_training.hpp"
 #include "cvxcnn/util/error.hpp"
+#include "cvxcnn/util/file_io.hpp"
 #include "cvxcnn/util/memory.hpp"
 #include "data_options.hpp"
 
@@ -141,10 +142,22 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
 
     return [args, &global]() -> int {
         TrainingSettings settings = settings_from(*args);  // every flag checked before any loading
+        check_output_folder(args->out);
         const Dataset data = load_folder_reporting(args->data_dir, args->data, global.progress_mode());
         if (!global.quiet) settings.on_progress = progress_printer();
         const TrainingResult result = train_convex_cnn(data, settings);
         if (!global.quiet && ::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
+        // Divergence is a solver outcome, not an error: the model keeps the last finite
+        // iterate and its certificate, but the user must hear of it (even with --quiet).
+        for (const nlohmann::json& point : result.path)
+            if (point.value("status", "") == "diverged")
+                std::fprintf(stderr, "cvxcnn: warning: the solver diverged at beta %.4g and stopped there\n",
+                             point.value("beta", 0.0));
+        if (result.solve.status == SolverStatus::diverged)
+            std::fprintf(stderr,
+                         "cvxcnn: warning: the solver diverged; the model keeps the last finite iterate "
+                         "(relative duality gap %.2e)\n",
+                         result.solve.rel_gap);
         write_model(args->out, result.model);
         if (args->json) {
             nlohmann::json out = result.model.training;

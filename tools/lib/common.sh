@@ -6,9 +6,11 @@ CVXCNN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # Every Debian 12 package the build and the test suite need. ocl-icd-opencl-dev is not
 # used by cvxcnn, but oneDNN's CMake config refuses to load without it. python3-onnx lets
 # the export tests run ONNX's own checker on the exported graphs (skipped without it).
+# clang and libclang-rt-14-dev (libFuzzer, its sanitizer runtimes) serve tools/fuzz.sh;
+# tools/test.sh --sanitize uses g++'s own ASan/UBSan runtimes.
 CVXCNN_PACKAGES=(cmake make g++ pkg-config libdnnl-dev ocl-icd-opencl-dev libeigen3-dev libtbb-dev
                  libstb-dev libgtest-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
-                 libonnx-dev libprotobuf-dev libbenchmark-dev python3-onnx)
+                 libonnx-dev libprotobuf-dev libbenchmark-dev python3-onnx clang libclang-rt-14-dev)
 
 # Installs missing packages with apt-get when root; otherwise prints the line to run
 # and exits 1. Does nothing when everything is present, so it is safe to repeat.
