@@ -94,6 +94,22 @@ void expect_end(GzReader& in, const std::string& declared) {
     if (!reason.empty()) throw file_error(in.path(), "truncated gzip stream: " + reason + " (its trailer is missing)");
 }
 
+// Reads up to `declared` bytes, growing the buffer only as data arrives: a short or
+// hostile file declaring gigabytes costs what it holds plus one chunk, not what it claims.
+std::vector<std::uint8_t> read_declared(GzReader& in, std::uint64_t declared) {
+    constexpr std::uint64_t chunk = 16u << 20;
+    std::vector<std::uint8_t> bytes;
+    while (bytes.size() < declared) {
+        const std::size_t before = bytes.size();
+        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, declared - before));
+        bytes.resize(before + want);
+        const std::size_t got = in.read(bytes.data() + before, want);
+        bytes.resize(before + got);
+        if (got < want) break;
+    }
+    return bytes;
+}
+
 std::string count_text(std::uint64_t count, const char* noun) {
     return std::to_string(count) + " " + noun + (count == 1 ? "" : "s");
 }
@@ -129,8 +145,8 @@ IdxImages read_idx_images(const fs::path& path, const IdxLimits& limits) {
     images.count = count;
     images.rows = static_cast<int>(rows);
     images.cols = static_cast<int>(cols);
-    images.pixels.resize(static_cast<std::size_t>(payload));
-    const std::size_t got = in.read(images.pixels.data(), images.pixels.size());
+    images.pixels = read_declared(in, payload);
+    const std::size_t got = images.pixels.size();
     if (got < payload)
         throw file_error(path, "truncated: header declares " + declared + " (" + std::to_string(payload) +
                                    " bytes), file has only " + std::to_string(got) + in.truncation_note());
@@ -146,8 +162,8 @@ std::vector<std::uint8_t> read_idx_labels(const fs::path& path, const IdxLimits&
                                    std::to_string(limits.max_images),
                          ErrorKind::limit);
     if (count == 0) throw file_error(path, "header declares 0 labels");
-    std::vector<std::uint8_t> labels(count);
-    const std::size_t got = in.read(labels.data(), labels.size());
+    std::vector<std::uint8_t> labels = read_declared(in, count);
+    const std::size_t got = labels.size();
     if (got < count)
         throw file_error(path, "truncated: header declares " + count_text(count, "label") + " (" +
                                    std::to_string(count) + " bytes), file has only " + std::to_string(got) +

@@ -179,6 +179,12 @@ Dataset load_image_folder(const fs::path& root, const ImageFolderOptions& option
     local_report.skipped = listing.unsupported;
     local_report.hidden = listing.hidden;
 
+    // With --resize the tensor's size is known from the listing: refuse before decoding
+    // (1 channel when undecided is a lower bound; the exact check follows the decode).
+    if (options.resize)
+        check_tensor_budget(root, listing.files.size(),
+                            {std::max(options.channels, 1), options.resize->height, options.resize->width},
+                            options.max_dataset_bytes);
     std::vector<DecodeResult> decoded = decode_all(listing.files, options.limits, options.progress);
 
     // Keep the good images; the first failure (in file order) is the error without skip_bad.

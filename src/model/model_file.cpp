@@ -68,23 +68,6 @@ struct Defect {
 
 std::string num(std::uint64_t value) { return std::to_string(value); }
 
-// Control characters from a hostile file must not split the one-line message.
-std::string one_line(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (const char c : text) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte < 0x20 || byte == 0x7F) {
-            char escaped[8];
-            std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
-            out += escaped;
-        } else {
-            out += c;
-        }
-    }
-    return out;
-}
-
 std::string quote(std::string_view text) {
     if (text.size() <= max_quoted_bytes) return "'" + std::string(text) + "'";
     return "'" + std::string(text.substr(0, max_quoted_bytes)) + "...'";

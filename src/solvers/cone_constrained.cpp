@@ -877,7 +877,7 @@ ConeSolveInfo solve_cone_constrained(const ConeConstrainedProblem& problem, cons
         positive = feasible.topRows(program.half_rows());
         negative = feasible.bottomRows(program.half_rows());
         if (info.gap < -1e-9 * std::max(1.0, std::abs(cert.primal)))
-            throw Error(ErrorKind::internal, "cone-constrained program: negative duality gap " + format_number(info.gap) +
+            throw Error(ErrorKind::internal, "internal error (a bug in cvxcnn): cone-constrained program: negative duality gap " + format_number(info.gap) +
                                                  " (primal " + format_number(cert.primal) + ", dual " +
                                                  format_number(cert.dual) + ")");
         if (info.rel_gap <= settings.rel_gap_tol && info.violation <= settings.feasibility_tol) {

@@ -2,10 +2,14 @@
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "cvxcnn/util/error.hpp"
@@ -24,6 +28,41 @@ fs::path sibling_temporary(const fs::path& destination, const char* tag) {
     name.append(destination.filename().string()).append(".").append(tag).append("-");
     name.append(std::to_string(::getpid())).append("-").append(std::to_string(counter++));
     return dir / name;
+}
+
+// ".<name>.<tag>-<pid>-<n>" for the tags sibling_temporary uses: the pid, or 0 if `entry`
+// is not a temporary of `destination`.
+pid_t temporary_owner(const std::string& entry, const std::string& destination_name) {
+    const std::string prefix = "." + destination_name + ".";
+    if (!entry.starts_with(prefix)) return 0;
+    std::string_view rest = std::string_view(entry).substr(prefix.size());
+    bool tagged = false;
+    for (const std::string_view tag : {"tmp-", "partial-", "old-"})
+        if (rest.starts_with(tag)) {
+            rest.remove_prefix(tag.size());
+            tagged = true;
+            break;
+        }
+    const std::size_t dash = rest.find('-');
+    if (!tagged || dash == 0 || dash == std::string_view::npos) return 0;
+    pid_t pid = 0;
+    const auto [end, ec] = std::from_chars(rest.data(), rest.data() + dash, pid);
+    return ec == std::errc() && end == rest.data() + dash ? pid : 0;
+}
+
+// A writer killed outright (SIGKILL, power loss) cannot remove its temporary: the next
+// writer of the same destination removes those whose process is gone. A live writer's
+// temporary (even another process's) is left alone.
+void remove_stale_temporaries(const fs::path& destination) {
+    const fs::path dir = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
+    const std::string name = destination.filename().string();
+    std::error_code ec;
+    std::vector<fs::path> stale;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const pid_t owner = temporary_owner(it->path().filename().string(), name);
+        if (owner > 0 && owner != ::getpid() && ::kill(owner, 0) != 0 && errno == ESRCH) stale.push_back(it->path());
+    }
+    for (const fs::path& path : stale) fs::remove_all(path, ec);
 }
 
 void fsync_path(const fs::path& path) {
@@ -60,6 +99,7 @@ std::vector<std::uint8_t> read_file(const fs::path& path, std::uint64_t max_byte
 
 AtomicFile::AtomicFile(fs::path destination)
     : destination_(std::move(destination)), temporary_(sibling_temporary(destination_, "tmp")) {
+    remove_stale_temporaries(destination_);
     stream_.open(temporary_, std::ios::binary | std::ios::trunc);
     if (!stream_)
         throw file_error(destination_, "cannot create temporary file " + temporary_.string() + ": " + os_reason(),
@@ -92,6 +132,14 @@ void AtomicFile::commit() {
     committed_ = true;
 }
 
+void check_output_folder(const fs::path& destination) {
+    const fs::path dir = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
+    std::error_code ec;
+    if (!fs::exists(dir, ec)) throw file_error(destination, "folder " + dir.string() + " does not exist");
+    if (!fs::is_directory(dir, ec)) throw file_error(destination, dir.string() + " is not a folder");
+    if (fs::is_directory(destination, ec)) throw file_error(destination, "is a folder; give a file name");
+}
+
 void write_file_atomically(const fs::path& path, std::span<const std::uint8_t> bytes) {
     AtomicFile file(path);
     file.write(bytes);
@@ -107,6 +155,7 @@ AtomicDirectory::AtomicDirectory(fs::path destination, bool replace_existing)
         throw file_error(destination_, "already exists (pass --overwrite to replace it)");
     if (destination_.has_parent_path() && !fs::is_directory(destination_.parent_path(), ec))
         throw file_error(destination_, "parent folder does not exist");
+    remove_stale_temporaries(destination_);
     fs::create_directories(staging_, ec);
     if (ec) throw file_error(destination_, "cannot create staging folder: " + ec.message(), ErrorKind::io);
 }
@@ -123,6 +172,14 @@ void AtomicDirectory::commit() {
     fs::path old;
     if (fs::exists(destination_, ec)) {
         if (!replace_existing_) throw file_error(destination_, "already exists (pass --overwrite to replace it)");
+        // One atomic swap: at every instant the destination is the old tree or the new one.
+        if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, destination_.c_str(), RENAME_EXCHANGE) == 0) {
+            committed_ = true;
+            fs::remove_all(staging_, ec);  // now the old tree
+            return;
+        }
+        // Filesystems without RENAME_EXCHANGE: move aside, then rename (a kill in between
+        // leaves the old tree as ".<name>.old-<pid>-<n>" beside a missing destination).
         old = sibling_temporary(destination_, "old");
         fs::rename(destination_, old, ec);
         if (ec) throw file_error(destination_, "cannot move the existing folder aside: " + ec.message(), ErrorKind::io);

@@ -182,7 +182,7 @@ TEST(ImportDataset, FailureLeavesNoOutputAndNoStaging) {
     test::ScratchDir dir;
     MnistFixture{10, 10}.write(dir / "src");
     auto labels = test::read_bytes(dir / "src" / "t10k-labels-idx1-ubyte");
-    labels.resize(labels.size() - 4);
+    labels.erase(labels.end() - 4, labels.end());
     test::write_bytes(dir / "src" / "t10k-labels-idx1-ubyte", labels);
     try {
         (void)import_dataset(DatasetKind::mnist, dir / "src", dir / "out");

@@ -6,6 +6,9 @@
 #include <memory>
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "cvxcnn/util/error.hpp"
@@ -188,6 +191,42 @@ TEST(IdxErrors, HugeDeclaredSizesRefusedBeforeAllocating) {
     small.max_payload_bytes = 78399;
     test::expect_file_error([&] { (void)read_idx_images(path, small); }, ErrorKind::limit, path, "over the limit of 78399 bytes");
     EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 1.0);
+}
+
+// A header within every cap (2e9 bytes of pixels) on a file of a few bytes: the reader
+// must fail as truncated having allocated about what the file holds, not what it claims.
+// Measured in a child process, whose peak resident size is this read's alone.
+TEST(IdxErrors, ShortFileDeclaringGigabytesAllocatesOnlyWhatItHolds) {
+    test::ScratchDir dir;
+    std::vector<std::uint8_t> bytes;
+    for (const std::uint32_t value : {0x803u, 2000u, 1000u, 1000u}) put_u32(bytes, value);
+    bytes.resize(bytes.size() + 100, 7);
+    test::write_bytes(dir / "raw", bytes);
+    test::write_gzip(dir / "gz", bytes);
+    for (const char* name : {"raw", "gz"}) {
+        const fs::path path = dir / name;
+        const pid_t child = ::fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            rusage usage{};
+            ::getrusage(RUSAGE_SELF, &usage);
+            const long before_kib = usage.ru_maxrss;
+            int code = 3;
+            try {
+                (void)read_idx_images(path);
+            } catch (const Error& error) {
+                code = std::string(error.what()).find("truncated: header declares 2000 images") == std::string::npos ? 2 : 0;
+            }
+            ::getrusage(RUSAGE_SELF, &usage);
+            if (usage.ru_maxrss - before_kib > 256 * 1024) code = 1;  // KiB: over 256 MiB grown
+            ::_exit(code);
+        }
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        ASSERT_TRUE(WIFEXITED(status)) << name << ": the reader crashed or was killed";
+        EXPECT_EQ(WEXITSTATUS(status), 0) << name << ": 1 = allocated what the header claims, 2 = wrong error, "
+                                                     "3 = no error";
+    }
 }
 
 TEST(IdxErrors, ZeroSizes) {

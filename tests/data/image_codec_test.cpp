@@ -134,3 +134,81 @@ TEST(ImageCodec, ResizeKeepsConstantImagesConstant) {
     EXPECT_EQ(bigger.width, 5);
     for (std::uint8_t v : bigger.pixels) EXPECT_EQ(v, 77);
 }
+
+// Fuzzing regression (tools/fuzz.sh image): stb's "unknown chunk" reason quoted the chunk
+// type from the file, here "IE5\n", in the message (now the chunk check quotes it); the
+// message must still be one line.
+TEST(ImageCodec, FuzzPngChunkTypeWithNewlineGivesOneLine) {
+    const std::filesystem::path path = std::filesystem::path(CVXCNN_TEST_DATA_DIR) / "fuzz/image-png-chunk-type-with-newline.png";
+    const std::vector<std::uint8_t> bytes = test::read_bytes(path);
+    try {
+        (void)decode_image(bytes, path);
+        FAIL() << "decoded a corrupt PNG";
+    } catch (const Error& error) {
+        const std::string message = error.what();
+        EXPECT_EQ(error.kind(), ErrorKind::bad_input);
+        EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+        EXPECT_NE(message.find("IE5\\x0a"), std::string::npos) << message;
+    }
+}
+
+// Fuzzing regression (tools/fuzz.sh image): a 10-byte JPEG whose DHT segment declares 408
+// codes made stb 2.27 write past its Huffman tables (UBSan: index 257 out of bounds for
+// stbi_uc[257]). It must be refused before stb parses it.
+TEST(ImageCodec, FuzzJpegHuffmanTableOverflowIsRefused) {
+    // The second file starts with a fill byte before the start-of-image marker, as stb allows.
+    for (const char* name : {"image-jpeg-huffman-over-256-codes.jpg", "image-jpeg-fill-byte-then-huffman-overflow.jpg"}) {
+        const std::filesystem::path path = std::filesystem::path(CVXCNN_TEST_DATA_DIR) / "fuzz" / name;
+        const std::vector<std::uint8_t> bytes = test::read_bytes(path);
+        test::expect_file_error([&] { (void)decode_image(bytes, path); }, ErrorKind::bad_input, path,
+                                "corrupt JPEG: a Huffman table declares more than 256 codes");
+    }
+    // A valid JPEG still decodes (the check does not refuse ordinary files).
+    std::vector<std::uint8_t> jpeg;
+    std::vector<std::uint8_t> rgb(16 * 16 * 3, 128);
+    stbi_write_jpg_to_func([](void* context, void* data, int size) {
+        auto* out = static_cast<std::vector<std::uint8_t>*>(context);
+        out->insert(out->end(), static_cast<std::uint8_t*>(data), static_cast<std::uint8_t*>(data) + size);
+    }, &jpeg, 16, 16, 3, rgb.data(), 90);
+    EXPECT_EQ(decode_image(jpeg, "ok.jpg").width, 16);
+}
+
+// Fuzzing regression (tools/fuzz.sh image): a PGM header number past INT_MAX made stb 2.27
+// overflow a signed int while parsing it (UBSan: 666666666 * 10 cannot be represented).
+// It must be refused before stb parses it; ordinary PGM headers (comments included) pass.
+TEST(ImageCodec, FuzzPnmHeaderNumberOverflowIsRefused) {
+    const std::filesystem::path path = std::filesystem::path(CVXCNN_TEST_DATA_DIR) / "fuzz/image-pnm-width-overflows-int.pgm";
+    const std::vector<std::uint8_t> bytes = test::read_bytes(path);
+    test::expect_file_error([&] { (void)decode_image(bytes, path); }, ErrorKind::bad_input, path,
+                            "corrupt PGM/PPM header: a number is over 2147483647");
+    const std::string ok = "P5 # a comment\n2 1\n255\n\x07\x09";
+    const DecodedImage image = decode_image({reinterpret_cast<const std::uint8_t*>(ok.data()), ok.size()}, "ok.pgm");
+    EXPECT_EQ(image.width, 2);
+    EXPECT_EQ(image.pixels, (std::vector<std::uint8_t>{7, 9}));
+}
+
+// Fuzzing regression (tools/fuzz.sh image): a 160-byte PNG whose IDAT chunk declares about
+// 1.6 GB made stb 2.27 allocate that much before reading it (libFuzzer: malloc(1885339648)).
+// Chunks that run past the end of the file are refused before stb sees them; a complete
+// PNG, and one with bytes after IEND, still decode.
+TEST(ImageCodec, FuzzPngChunkLongerThanTheFileIsRefusedBeforeAllocating) {
+    const std::filesystem::path path = std::filesystem::path(CVXCNN_TEST_DATA_DIR) / "fuzz/image-png-idat-declares-gigabytes.png";
+    const std::vector<std::uint8_t> bytes = test::read_bytes(path);
+    test::expect_file_error([&] { (void)decode_image(bytes, path); }, ErrorKind::bad_input, path,
+                            "corrupt or truncated image: PNG IDAT chunk declares");
+    std::vector<std::uint8_t> png = encode_png(std::vector<std::uint8_t>(6, 50), 2, 3, 1);
+    EXPECT_EQ(decode_image(png, "ok.png").width, 3);
+    png.push_back(0);
+    EXPECT_EQ(decode_image(png, "trailing.png").width, 3);
+    png.erase(png.end() - 10, png.end());  // IEND cut
+    EXPECT_THROW((void)decode_image(png, "cut.png"), Error);
+}
+
+// Fuzzing regression (tools/fuzz.sh image): an empty IDAT chunk before any image data made
+// stb 2.27 compute null + 0 (UBSan: applying zero offset to null pointer). Refused first.
+TEST(ImageCodec, FuzzPngEmptyFirstIdatIsRefused) {
+    const std::filesystem::path path = std::filesystem::path(CVXCNN_TEST_DATA_DIR) / "fuzz/image-png-empty-first-idat.png";
+    const std::vector<std::uint8_t> bytes = test::read_bytes(path);
+    test::expect_file_error([&] { (void)decode_image(bytes, path); }, ErrorKind::bad_input, path,
+                            "PNG empty IDAT chunk before any image data");
+}

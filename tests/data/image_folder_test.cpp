@@ -176,6 +176,24 @@ TEST(ImageFolder, DatasetMemoryIsCheckedBeforeAllocating) {
     EXPECT_EQ(load_image_folder(dir.path(), options).size(), 2u);
 }
 
+// With --resize the size is known from the listing alone: the limit is reported before
+// any file is decoded (the undecodable file would otherwise be the error).
+TEST(ImageFolder, DatasetMemoryWithResizeIsCheckedBeforeDecoding) {
+    test::ScratchDir dir;
+    gray_png(dir / "a/1.png", 1);
+    test::write_text(dir / "b/2.png", "not a png");
+    ImageFolderOptions options;
+    options.resize = ResizeTarget{100, 100};
+    options.max_dataset_bytes = 2 * 100 * 100 * sizeof(float) - 1;
+    try {
+        (void)load_image_folder(dir.path(), options);
+        FAIL();
+    } catch (const Error& error) {
+        EXPECT_EQ(error.kind(), ErrorKind::limit) << error.what();
+        EXPECT_NE(std::string(error.what()).find("--max-memory"), std::string::npos) << error.what();
+    }
+}
+
 TEST(Normalization, MatchesAPlainComputationAndIsApplied) {
     Dataset data;
     data.shape = {2, 2, 2};

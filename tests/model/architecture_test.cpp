@@ -1,6 +1,8 @@
 // The architecture string: parsing, canonical printing, and fitting to an input shape.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <vector>
@@ -213,5 +215,21 @@ TEST(Architecture, ValidateForInputChecksGeometry) {
             EXPECT_NE(std::string(error.what()).find(defect), std::string::npos) << error.what();
             EXPECT_TRUE(std::string(error.what()).starts_with("--arch '")) << error.what();
         }
+    }
+}
+
+// Fuzzing regression (tools/fuzz.sh arch): the defect quotes the --arch text, which held
+// \x03 and \r; the message must be one line with them escaped.
+TEST(Architecture, FuzzControlCharactersAreEscapedInTheMessage) {
+    std::ifstream in(std::string(CVXCNN_TEST_DATA_DIR) + "/fuzz/arch-control-characters.txt", std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_EQ(text, "sfo\x03v2-as\r-abs-po-af-abt");
+    try {
+        (void)parse_architecture(text);
+        FAIL() << "accepted " << text;
+    } catch (const cvxcnn::Error& error) {
+        const std::string message = error.what();
+        EXPECT_EQ(message.find_first_of("\r\n\x03"), std::string::npos) << message;
+        EXPECT_TRUE(message.starts_with("--arch 'sfo\\x03v2-as\\x0d-abs-po-af-abt': ")) << message;
     }
 }

@@ -608,3 +608,45 @@ TEST(GroupLassoSettings, JsonRoundTrip) {
     EXPECT_EQ(out.at("status"), "solved");
     EXPECT_EQ(out.at("trace").size(), info.trace.size());
 }
+
+// A step far too long for the curvature, with a backtracking factor too mild to recover
+// within the line search's attempts: the solve must stop as diverged, not loop or return
+// non-finite weights, and certify the last finite iterate (here the start).
+TEST(GroupLassoSolver, DivergenceStopsWithStatusAndTheLastFiniteIterate) {
+    const Data data = make_data(60, 8, 3, 3, 82);
+    for (const Loss loss : {Loss::squared, Loss::cross_entropy}) {
+        const GroupLassoProblem problem = data.problem(loss);
+        const double beta = 0.01 * beta_max(problem);
+        SolverSettings settings = settings_for(beta, 1e-6, 100);
+        settings.initial_step = 1e30;
+        settings.backtrack = 0.9;
+        RowMatrixF u = data.zeros();
+        const SolveInfo info = solve_group_lasso(problem, settings, u);
+        EXPECT_EQ(info.status, SolverStatus::diverged) << to_string(loss);
+        EXPECT_EQ(to_string(info.status), "diverged");
+        EXPECT_TRUE(u.allFinite());
+        EXPECT_TRUE(std::isfinite(info.primal) && std::isfinite(info.dual));
+        EXPECT_GE(info.gap, 0.0);
+        EXPECT_EQ(info.primal, certificate(problem, beta, u).primal);
+        EXPECT_LT(info.iterations, 100);
+    }
+}
+
+TEST(GroupLassoCertificate, NegativeGapBeyondRoundingIsAnInternalError) {
+    // Within float rounding: accepted, the tiny negative gap reported as it is.
+    EXPECT_NEAR(certify_gap(1.0, 1.0 + 1e-8).gap, -1e-8, 1e-15);
+    EXPECT_NO_THROW((void)certify_gap(100.0, 100.0 + 5e-5));
+    EXPECT_DOUBLE_EQ(certify_gap(2.0, 1.5).rel_gap, 0.25);
+    // Beyond it: a bug, reported as one.
+    for (const auto& [primal, dual] : {std::pair{1.0, 1.001}, std::pair{100.0, 100.001}, std::pair{1e-3, 1e-3 + 2e-6}}) {
+        try {
+            (void)certify_gap(primal, dual);
+            ADD_FAILURE() << "no error for primal " << primal << ", dual " << dual;
+        } catch (const Error& error) {
+            EXPECT_EQ(error.kind(), ErrorKind::internal);
+            const std::string message = error.what();
+            EXPECT_TRUE(message.starts_with("internal error")) << message;
+            EXPECT_NE(message.find("negative duality gap"), std::string::npos) << message;
+        }
+    }
+}

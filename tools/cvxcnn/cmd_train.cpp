@@ -29,6 +29,7 @@
 #include "cvxcnn/train/convex_training.hpp"
 #include "cvxcnn/train/sgd_training.hpp"
 #include "cvxcnn/util/error.hpp"
+#include "cvxcnn/util/file_io.hpp"
 #include "cvxcnn/util/memory.hpp"
 #include "data_options.hpp"
 
@@ -369,6 +370,7 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
         "  cvxcnn eval sample.cvx datasets/fashion-mnist-sample/test");
 
     return [args, only, &global]() -> int {
+        check_output_folder(args->out);  // before any loading: a typo must not cost a training run
         if (args->solver == "relaxation")
             return run_relaxation_training(*args, *only, global);
         if (args->solver != "convex") return run_gradient_training(*args, only->beta->count() > 0, global);
@@ -399,6 +401,17 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
             result = train_convex_cnn(data, settings, resume ? &*resume : nullptr);
         }
         if (!global.quiet && ::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
+        // Divergence is a solver outcome, not an error: the model keeps the last finite
+        // iterate and its certificate, but the user must hear of it (even with --quiet).
+        for (const nlohmann::json& point : result.path)
+            if (point.value("status", "") == "diverged")
+                std::fprintf(stderr, "cvxcnn: warning: the solver diverged at beta %.4g and stopped there\n",
+                             point.value("beta", 0.0));
+        if (result.solve.status == SolverStatus::diverged)
+            std::fprintf(stderr,
+                         "cvxcnn: warning: the solver diverged; the model keeps the last finite iterate "
+                         "(relative duality gap %.2e)\n",
+                         result.solve.rel_gap);
         write_model(args->out, result.model);
         if (result.interrupted) {
             std::fprintf(stderr,

@@ -3,6 +3,8 @@
 #include <exception>
 #include <map>
 #include <new>
+#include <string>
+#include <string_view>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -18,13 +20,19 @@ std::string version_text() {
            "." + std::to_string(dnnl->patch) + ")";
 }
 
+// Messages quote user input (paths, flag values, header text): CLI11's and standard
+// exceptions' texts are escaped here as cvxcnn::Error escapes its own.
+using cvxcnn::one_line;
+
+void report_failure(std::string_view message) { std::fprintf(stderr, "cvxcnn: %s\n", one_line(message).c_str()); }
+
 // CLI11 prints two lines and returns codes 100-127 by default; we promise one line and
 // exit 2 for usage errors.
 int report_usage_error(const CLI::ParseError& error, const CLI::App& app) {
     std::string message = error.what();
     if (message.empty()) message = "invalid command line";
     const std::string command = app.get_parent() ? "cvxcnn " + app.get_name() : std::string("cvxcnn");
-    std::fprintf(stderr, "cvxcnn: %s (see '%s --help')\n", message.c_str(), command.c_str());
+    std::fprintf(stderr, "cvxcnn: %s (see '%s --help')\n", one_line(message).c_str(), command.c_str());
     return cvxcnn::cli::exit_usage;
 }
 
@@ -73,13 +81,13 @@ int main(int argc, char** argv) {
         for (const CLI::App* sub : app.get_subcommands()) return runners.at(sub)();
         return exit_usage;
     } catch (const cvxcnn::Error& error) {
-        std::fprintf(stderr, "cvxcnn: %s\n", error.what());
+        report_failure(error.what());
         return exit_failure;
     } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "cvxcnn: out of memory\n");
+        report_failure("out of memory");
         return exit_failure;
     } catch (const std::exception& error) {
-        std::fprintf(stderr, "cvxcnn: internal error: %s\n", error.what());
+        report_failure(std::string("internal error: ") + error.what());
         return exit_failure;
     }
 }

@@ -6,6 +6,7 @@ CVXCNN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # Every Debian 12 package the build and the test suite need. ocl-icd-opencl-dev is not
 # used by cvxcnn, but oneDNN's CMake config refuses to load without it. python3-onnx lets
 # the export tests run ONNX's own checker on the exported graphs (skipped without it).
+# tools/test.sh --sanitize uses g++'s own ASan/UBSan runtimes.
 CVXCNN_PACKAGES=(cmake make g++ pkg-config libdnnl-dev ocl-icd-opencl-dev libeigen3-dev libtbb-dev
                  libstb-dev libgtest-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
                  libonnx-dev libprotobuf-dev libbenchmark-dev python3-onnx)
@@ -13,6 +14,8 @@ CVXCNN_PACKAGES=(cmake make g++ pkg-config libdnnl-dev ocl-icd-opencl-dev libeig
 # Only tools/bench/run_benchmarks.sh adds these (plots; the optional PyTorch baseline is
 # python3-torch, installed by hand): the build and the tests never need them.
 CVXCNN_BENCH_PACKAGES=(python3 python3-matplotlib)
+# Only tools/fuzz.sh adds these: clang's libFuzzer and its sanitizer runtimes.
+CVXCNN_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 # Installs missing packages with apt-get when root; otherwise prints the line to run
 # and exits 1. Does nothing when everything is present, so it is safe to repeat.

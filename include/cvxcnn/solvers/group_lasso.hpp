@@ -200,6 +200,12 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
 /// so at small beta it can be tighter than this one. Throws as solve_group_lasso.
 [[nodiscard]] Certificate certificate(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights);
 
+/// The certificate of a point of objective `primal` given any dual-feasible value `dual`
+/// (weak duality: dual <= optimum <= primal). Throws cvxcnn::Error (internal, the message
+/// says "internal error") when the gap is negative beyond float rounding (1e-6 relative):
+/// that is a wrong dual or gradient, a bug, never the data's fault.
+[[nodiscard]] Certificate certify_gap(double primal, double dual);
+
 /// Max over groups of the norm of the minimum-norm subgradient of P, divided by beta:
 /// ||grad_g + beta u_g/||u_g|| || for u_g != 0, max(0, ||grad_g|| - beta) for u_g = 0.
 /// Zero exactly at a minimizer.

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace cvxcnn {
 
@@ -19,9 +20,14 @@ enum class ErrorKind {
     internal,   ///< a broken invariant inside cvxcnn (a bug)
 };
 
+/// The text with every control character (bytes < 0x20 and 0x7F) written as "\xNN":
+/// messages quote paths, flag values and bytes from files, and must stay one line.
+[[nodiscard]] std::string one_line(std::string_view text);
+
 class Error : public std::runtime_error {
 public:
-    Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+    /// The message is stored through one_line(), so it is always a single line.
+    Error(ErrorKind kind, const std::string& message) : std::runtime_error(one_line(message)), kind_(kind) {}
     [[nodiscard]] ErrorKind kind() const noexcept { return kind_; }
 
 private:

@@ -3,6 +3,9 @@
 // Every output of cvxcnn (model files, checkpoints, exports, imported image folders)
 // is written beside its destination under a temporary name and renamed into place
 // only when complete, so an interrupted or failed run leaves the earlier file intact.
+// A run killed outright (SIGKILL, power loss) may leave its hidden temporary
+// ".<name>.tmp-<pid>-<n>" (".<name>.partial-<pid>-<n>" for a folder) beside the output;
+// the next write of the same output removes those whose process no longer runs.
 #pragma once
 
 #include <cstddef>
@@ -41,12 +44,17 @@ private:
     bool committed_ = false;
 };
 
+/// Throws cvxcnn::Error naming `destination` if its folder does not exist or is not a
+/// folder: called before long work, so a typo in --out does not cost a whole training run.
+void check_output_folder(const std::filesystem::path& destination);
+
 /// Writes bytes to path atomically (AtomicFile in one call).
 void write_file_atomically(const std::filesystem::path& path, std::span<const std::uint8_t> bytes);
 
 /// A directory tree being built: files are written under staging() and the tree is
 /// renamed to the destination on commit(). An existing destination is replaced only
-/// if `replace_existing`; it is moved aside first and deleted after the rename.
+/// if `replace_existing`, by one atomic exchange (renameat2 RENAME_EXCHANGE; where the
+/// filesystem lacks it, moved aside first), and the old tree is deleted afterwards.
 /// Destroying it uncommitted deletes the staging tree.
 class AtomicDirectory {
 public:
