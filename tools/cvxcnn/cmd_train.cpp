@@ -2,8 +2,8 @@
 // duality gap (--solver convex, the default), or the same network trained directly by
 // SGD with momentum or Adam (--solver sgd|adam: the non-convex baseline), saved as a
 // model file; or (--solver relaxation) one ReLU neuron per class fit by the single-neuron
-// convex relaxation. One switch picks the trainer: a separate --method would allow
-// combinations that mean nothing (--method relaxation --solver adam).
+// convex relaxation. One switch picks the trainer, so no combination means nothing;
+// --method is its other name (the papers speak of training methods).
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -284,7 +284,7 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     auto only = std::make_shared<SolverOnlyOptions>();
     command->add_option("DATA_DIR", args->data_dir, "Image folder: DATA_DIR/<class>/<image>")->required();
     command->add_option("-o,--out", args->out, "Model file to write (atomically)")->required();
-    command->add_option("--solver", args->solver,
+    command->add_option("--solver,--method", args->solver,
                         "convex (group lasso, certified), the non-convex baseline: sgd (with momentum) or adam, or "
                         "relaxation (one ReLU neuron per class, single-neuron convex relaxation)")
         ->check(CLI::IsMember({"convex", "sgd", "adam", "relaxation"}))
