@@ -1,5 +1,9 @@
 // Strong duality of the two-layer ReLU CNN, checked numerically on data small enough to
-// enumerate every sign pattern (Ergen & Pilanci, ICLR 2021; TIT 2025):
+// enumerate every sign pattern (Ergen & Pilanci, ICLR 2021; TIT 2025). The same holds for
+// every positively homogeneous piecewise-linear activation sigma(t) = t (s + (1 - s) 1[t >= 0])
+// (leaky ReLU: slope s; absolute value: s = -1): on the cone of pattern D, sigma(X u) =
+// (s I + (1 - s) D) X u exactly, which is all both directions of the proof use; the leaky
+// ReLU and abs tests below check it for those activations:
 //   - the exact cone-constrained program is solved with a certified gap (its Lagrangian
 //     dual bound D is a true lower bound on the convex optimum);
 //   - the ReLU network recovered from it has the non-convex objective
@@ -45,7 +49,7 @@ struct TinyProblem {
     ConvexFeatures features;
 };
 
-TinyProblem make_problem(int n, unsigned seed) {
+TinyProblem make_problem(int n, unsigned seed, const std::string& activation = "relu") {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
     Dataset raw;
@@ -61,9 +65,11 @@ TinyProblem make_problem(int n, unsigned seed) {
     Dataset normalized = raw;
     const Normalization normalization = Normalization::compute(raw);
     normalization.apply(normalized);
-    PatchMatrices patches = extract_patches(normalized, parse_architecture("conv1x1s1p0-relu-pool1"));
+    const Architecture architecture = parse_architecture("conv1x1s1p0-" + activation + "-pool1");
+    PatchMatrices patches = extract_patches(normalized, architecture);
     SignPatterns patterns = enumerate_sign_patterns(patches.stacked().cast<double>());
-    ConvexFeatures features = build_convex_features(patches, patterns, std::nullopt, {Activation::relu, 0.0f});
+    ConvexFeatures features =
+        build_convex_features(patches, patterns, std::nullopt, FeatureActivation::of(architecture));
     return {std::move(raw), normalization, std::move(patches), std::move(patterns), std::move(features)};
 }
 
@@ -120,12 +126,17 @@ double network_objective(const TinyProblem& p, const Network& network, double be
             if (region_of[static_cast<std::size_t>(k)] == network.head_region[static_cast<std::size_t>(j)])
                 in_region[static_cast<std::size_t>(k)](j) = 1.0;
 
+    // sigma(t) = t * slope(t): slope 1 on t > 0, the activation's inactive slope otherwise.
+    const double inactive = p.features.activation.inactive_slope();
+    const auto slope = [inactive](const RowMatrixD& t) {
+        return (t.array() > 0.0).select(Eigen::ArrayXXd::Ones(t.rows(), t.cols()), inactive);
+    };
     std::vector<RowMatrixD> pre(static_cast<std::size_t>(positions));
-    RowMatrixD pooled = RowMatrixD::Zero(n, m);  // per neuron, the sum of relu over its region
+    RowMatrixD pooled = RowMatrixD::Zero(n, m);  // per neuron, the sum of sigma over its region
     for (int k = 0; k < positions; ++k) {
         const auto slot = static_cast<std::size_t>(k);
         pre[slot] = p.patches.block(k).cast<double>() * network.filters.transpose();
-        pooled += (pre[slot].cwiseMax(0.0).array().rowwise() * in_region[slot].array()).matrix();
+        pooled += ((pre[slot].array() * slope(pre[slot])).rowwise() * in_region[slot].array()).matrix();
     }
     const RowMatrixD z = pooled * network.outputs.asDiagonal() * heads;
     RowMatrixD dz(n, classes);
@@ -155,7 +166,7 @@ double network_objective(const TinyProblem& p, const Network& network, double be
         *grad_filters = beta * network.filters;
         for (int k = 0; k < positions; ++k) {
             const auto slot = static_cast<std::size_t>(k);
-            const RowMatrixD through = (upstream.array() * (pre[slot].array() > 0.0).cast<double>()).rowwise() *
+            const RowMatrixD through = (upstream.array() * slope(pre[slot])).rowwise() *
                                        (in_region[slot].array() * network.outputs.transpose().array());
             grad_filters->noalias() += through.transpose() * p.patches.block(k).cast<double>();
         }
@@ -254,7 +265,7 @@ void check_strong_duality(const TinyProblem& p, Loss loss, double beta_fraction,
     for (int start = 0; start < starts; ++start) finals.push_back(train_by_gradient_descent(p, beta, loss, width, steps, step, rng));
     std::sort(finals.begin(), finals.end());
     const double best = finals.front(), worst = finals.back(), median = finals[finals.size() / 2];
-    std::cout << "[ strong duality ] " << to_string(loss) << ": " << p.patterns.count() << " patterns, beta " << beta
+    std::cout << "[ strong duality ] " << to_string(p.features.activation.activation) << ", " << to_string(loss) << ": " << p.patterns.count() << " patterns, beta " << beta
               << ", convex optimum " << info.primal << " (dual bound " << info.dual << ", rel gap " << info.rel_gap
               << ", " << info.outer_iterations << " AL steps, " << info.inner_iterations << " FISTA steps, "
               << info.seconds << " s), recovered network " << network_value << " with " << model.filters()
@@ -276,6 +287,16 @@ TEST(StrongDuality, ReluNetworkOptimumEqualsTheConvexOptimumSquaredLoss) {
 TEST(StrongDuality, ReluNetworkOptimumEqualsTheConvexOptimumCrossEntropy) {
     const TinyProblem p = make_problem(8, 3);
     check_strong_duality(p, Loss::cross_entropy, 0.05, 20, 12000, 0.05);
+}
+
+TEST(StrongDuality, LeakyReluNetworkOptimumEqualsTheConvexOptimum) {
+    const TinyProblem p = make_problem(8, 1, "leaky0.1");
+    check_strong_duality(p, Loss::squared, 0.05, 30, 12000, 0.005);
+}
+
+TEST(StrongDuality, AbsoluteValueNetworkOptimumEqualsTheConvexOptimum) {
+    const TinyProblem p = make_problem(8, 1, "abs");
+    check_strong_duality(p, Loss::squared, 0.05, 30, 12000, 0.005);
 }
 
 TEST(StrongDuality, GatedProgramRelaxesTheExactOneAndItsDecompositionIsFeasible) {
