@@ -2,8 +2,9 @@
 // duality gap (--solver convex, the default), or the same network trained directly by
 // SGD with momentum or Adam (--solver sgd|adam: the non-convex baseline), saved as a
 // model file; or (--solver relaxation) one ReLU neuron per class fit by the single-neuron
-// convex relaxation. One switch picks the trainer, so no combination means nothing;
-// --method is its other name (the papers speak of training methods).
+// convex relaxation; or (--solver sdp) the SDP relaxation of the infinite-width network's
+// completely positive program, rounded to a network. One switch picks the trainer, so no
+// combination means nothing; --method is its other name (the papers speak of methods).
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -25,6 +26,7 @@
 #include "cvxcnn/model/model_file.hpp"
 #include "cvxcnn/model/presets.hpp"
 #include "cvxcnn/relaxation/relaxation_training.hpp"
+#include "cvxcnn/sdp/sdp_training.hpp"
 #include "cvxcnn/train/checkpoint.hpp"
 #include "cvxcnn/train/convex_training.hpp"
 #include "cvxcnn/train/sgd_training.hpp"
@@ -66,6 +68,8 @@ struct TrainArgs {
     int width = SgdSettings{}.width;
     int batch_size = SgdSettings{}.batch_size;
     double momentum = SgdSettings{}.momentum;
+    // --solver sdp
+    int sdp_dim = 0;
 };
 
 // Options that only one kind of solver reads; given with the other they are refused
@@ -82,12 +86,29 @@ struct SolverOnlyOptions {
     CLI::Option* loss = nullptr;
     CLI::Option* time_limit = nullptr;
     CLI::Option* arch = nullptr;
+    CLI::Option* sdp_dim = nullptr;  // --solver sdp only
 };
 
 void check_solver_options(const TrainArgs& args, const SolverOnlyOptions& options) {
     auto refuse = [&](const CLI::Option* option, const std::string& applies_to) {
         throw CLI::ValidationError(option->get_name(), "applies to " + applies_to + " only, not to --solver " + args.solver);
     };
+    if (args.solver != "sdp" && options.sdp_dim->count() > 0) refuse(options.sdp_dim, "--solver sdp");
+    if (args.solver == "sdp") {
+        // Reads --tol, --max-iters (ADMM) and --time-limit of the convex list; squared loss.
+        const auto reads = [&](const CLI::Option* option) { return option == options.tol || option == options.max_iters; };
+        for (const CLI::Option* option : options.convex)
+            if (option->count() > 0 && !reads(option)) refuse(option, "--solver convex");
+        for (const CLI::Option* option : options.gradient)
+            if (option->count() > 0) refuse(option, "--solver sgd and adam");
+        for (const CLI::Option* option : {options.momentum, options.loss})
+            if (option->count() > 0)
+                throw CLI::ValidationError(option->get_name(), "does not apply to --solver sdp (squared loss on "
+                                                               "one-hot targets, shared neurons)");
+        if (options.beta->count() > 0 && args.beta == "auto")
+            throw CLI::ValidationError("--beta", "--solver sdp needs a number (a positive weight decay, default 1e-3)");
+        return;
+    }
     if (args.solver == "relaxation") {
         const auto reads = [&](const CLI::Option* option) { return option == options.tol || option == options.max_iters; };
         for (const CLI::Option* option : options.convex)
@@ -238,6 +259,48 @@ int run_gradient_training(const TrainArgs& args, bool beta_given, const GlobalOp
     return exit_success;
 }
 
+// --solver sdp: every flag checked before loading, progress lines on stderr, the summary on stdout.
+int run_sdp_training(const TrainArgs& args, const SolverOnlyOptions& options, const GlobalOptions& global) {
+    SdpTrainingSettings settings;
+    if (options.arch->count() > 0) settings.architecture = resolve_architecture(args.arch);
+    if (options.tol->count() > 0) settings.solver.tol = args.tol;
+    if (options.max_iters->count() > 0) settings.solver.max_iters = args.max_iters;
+    if (options.time_limit->count() > 0) settings.solver.time_limit_s = args.time_limit;
+    if (options.beta->count() > 0) settings.beta = parse_beta(args.beta);
+    settings.dimension = args.sdp_dim;
+    settings.val_split = args.val_split;
+    settings.seed = args.seed;
+    settings.validate();
+    const Dataset data = load_folder_reporting(args.data_dir, args.data, global.progress_mode());
+    if (!global.quiet) settings.solver.on_progress = progress_printer();
+    const SdpTrainingResult result = train_sdp_cnn(data, settings);
+    if (!global.quiet && ::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
+    write_model(args.out, result.model);
+    if (args.json) {
+        nlohmann::json out = result.model.training;
+        out["model"] = args.out;
+        out["architecture"] = to_string(result.model.architecture);
+        std::printf("%s\n", out.dump(2).c_str());
+        return exit_success;
+    }
+    const SdpResult& sdp = result.solution;
+    std::printf("trained %s by the SDP relaxation on %zu images (%zu held out), projected to d = %d (residual %.3f), "
+                "lifted size %td, beta %.4g\n",
+                to_string(result.model.architecture).c_str(), result.train_samples, result.val_samples,
+                result.dimension, result.projection_residual, sdp.lifted.rows(), settings.beta);
+    std::printf("SDP objective %.6g, certified lower bound %.6g, rank %d (%s after %d iterations; residuals %.1e "
+                "primal, %.1e dual, %.1e nonnegativity, %.1e complementarity)\n",
+                sdp.objective, result.dual_bound, sdp.rank, std::string(to_string(sdp.status)).c_str(), sdp.iterations,
+                sdp.primal_residual, sdp.dual_residual, sdp.residuals.nonnegativity, sdp.residuals.complementarity);
+    std::printf("rounded network: %d neurons, objective %.6g (loss %.6g), %.3g of it above the SDP objective\n",
+                result.model.filters(), result.rounded.objective, result.rounded.loss,
+                result.model.training.value("rounding_gap", 0.0));
+    std::printf("train accuracy %.2f%%", 100 * result.train_accuracy);
+    if (result.val_accuracy >= 0) std::printf(", validation accuracy %.2f%%", 100 * result.val_accuracy);
+    std::printf(", %.1f s\nwrote %s\n", result.seconds, args.out.c_str());
+    return exit_success;
+}
+
 // --solver relaxation: every flag checked before loading, the summary on stdout.
 int run_relaxation_training(const TrainArgs& args, const SolverOnlyOptions& options, const GlobalOptions& global) {
     RelaxationTrainingSettings settings;
@@ -286,8 +349,9 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     command->add_option("-o,--out", args->out, "Model file to write (atomically)")->required();
     command->add_option("--solver,--method", args->solver,
                         "convex (group lasso, certified), the non-convex baseline: sgd (with momentum) or adam, or "
-                        "relaxation (one ReLU neuron per class, single-neuron convex relaxation)")
-        ->check(CLI::IsMember({"convex", "sgd", "adam", "relaxation"}))
+                        "relaxation (one ReLU neuron per class, single-neuron convex relaxation), or sdp (SDP "
+                        "relaxation of the infinite-width network, rounded; small n)")
+        ->check(CLI::IsMember({"convex", "sgd", "adam", "relaxation", "sdp"}))
         ->capture_default_str();
     only->arch = command->add_option("--arch", args->arch, "A preset of models/presets.json (default, relu, fast, wide, cifar) or an architecture such as conv3x3s1p1-relu-pool7")->capture_default_str();
     CLI::Option* patterns_option = command->add_option("-P,--patterns", args->patterns, "Sign patterns to sample (generators drawn)")
@@ -343,6 +407,10 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     only->momentum = command->add_option("--momentum", args->momentum, "sgd: heavy-ball momentum")
         ->check(CLI::Range(0.0, 0.999999))
         ->capture_default_str();
+    only->sdp_dim = command->add_option("--sdp-dim", args->sdp_dim,
+                                        "sdp: project the images onto their top d singular vectors (default "
+                                        "min(pixels, 16)); the lifted matrix is (2n + d + classes)-square")
+        ->check(CLI::Range(1, 4096));
     only->convex.push_back(command->add_option("--checkpoint", args->checkpoint,
                         "Checkpoint file written on Ctrl-C/SIGTERM and every --checkpoint-every seconds "
                         "(default OUT.ckpt; removed when training completes)"));
@@ -367,12 +435,14 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
         "  cvxcnn train datasets/fashion-mnist-sample/train --out sample.cvx --patterns 16\n"
         "  cvxcnn train datasets/fashion-mnist-sample/train --out adam.cvx --solver adam --lr 1e-3 --epochs 5 "
         "--width 64 --arch relu\n"
+        "  cvxcnn train datasets/fashion-mnist-sample/train --out sdp.cvx --solver sdp --val-split 0.8 --beta 1e-3\n"
         "  cvxcnn eval sample.cvx datasets/fashion-mnist-sample/test");
 
     return [args, only, &global]() -> int {
         check_output_folder(args->out);  // before any loading: a typo must not cost a training run
         if (args->solver == "relaxation")
             return run_relaxation_training(*args, *only, global);
+        if (args->solver == "sdp") return run_sdp_training(*args, *only, global);
         if (args->solver != "convex") return run_gradient_training(*args, only->beta->count() > 0, global);
         // Every flag and the checkpoint are checked before any loading.
         TrainingSettings settings = settings_from(*args);
