@@ -160,6 +160,9 @@ Dataset certification_data(const Model& model, const Dataset& data) {
 StationaryCertificate certify_network(const Model& model, const Dataset& data, const CertifySettings& settings) {
     const auto start = std::chrono::steady_clock::now();
     validate(model);
+    if (model.has_hidden_layer())
+        throw Error(ErrorKind::bad_input, "the model has a hidden 1x1 layer (depth 3): certify covers two-layer "
+                                          "networks only; a --depth 3 model carries its own duality gap");
     if (!all_zero(model.conv_bias) || !all_zero(model.fc_bias))
         throw Error(ErrorKind::bad_input,
                     "the model has nonzero biases (conv_bias or fc_bias): the convex program has no bias terms, so it "

@@ -291,6 +291,10 @@ struct OnednnEngine::Impl {
     int out_height = 0;
     int out_width = 0;
     bool fold = false;                        // dense path: pooling folded into its inner product
+    // Depth 3: a hidden 1x1 convolution with ReLU between the activation and the pooling.
+    // Its units mix all filters, so there is no region path: every filter runs on the
+    // whole map (dense = the whole model).
+    bool deep = false;
     std::vector<float> inner_product_weight;  // dense fc_weight, or the folded weights when fold
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
@@ -303,7 +307,9 @@ struct OnednnEngine::Impl {
         out_width = a.conv_output_size(model.input.width);
         const int grid = a.pool_grid;
         fold = out_height % grid != 0 || out_width % grid != 0;
-        split_filters(region_path);
+        deep = model.has_hidden_layer();
+        if (deep) dense = model;
+        else split_filters(region_path);
 
         std::size_t map_bytes = map_bytes_per_image();
         for (const RegionGroup& group : groups)
@@ -318,7 +324,7 @@ struct OnednnEngine::Impl {
         // W[c, f, y, x] = fc[c, f*R + region(y, x)] / |region|: averaging a region then
         // weighting it equals weighting each of its positions by weight / size.
         const PoolingRegions regions = make_pooling_regions(out_height, out_width, grid);
-        const std::size_t m = static_cast<std::size_t>(dense.filters());
+        const std::size_t m = static_cast<std::size_t>(dense_channels());
         const std::size_t r_count = static_cast<std::size_t>(regions.count());
         const std::size_t positions = regions.region_of_position.size();
         inner_product_weight.resize(static_cast<std::size_t>(model.classes()) * m * positions);
@@ -426,15 +432,23 @@ struct OnednnEngine::Impl {
     // Bytes of the dense path's {m, OH, OW} activation maps for one image (two maps for
     // gated ReLU).
     [[nodiscard]] std::size_t map_bytes_per_image() const {
-        return static_cast<std::size_t>(dense.filters()) * static_cast<std::size_t>(out_height) *
-               static_cast<std::size_t>(out_width) * sizeof(float) *
-               (model.architecture.activation == Activation::gated_relu ? 2 : 1);
+        const std::size_t maps = static_cast<std::size_t>(dense.filters()) *
+                                     (model.architecture.activation == Activation::gated_relu ? 2 : 1) +
+                                 static_cast<std::size_t>(deep ? dense.hidden_units() : 0);
+        return maps * static_cast<std::size_t>(out_height) * static_cast<std::size_t>(out_width) * sizeof(float);
+    }
+
+    // Channels of the dense path's pooled map: its filters, or at depth 3 the hidden units
+    // (none when there is no filter: the hidden units then output ReLU(0) = 0).
+    [[nodiscard]] int dense_channels() const noexcept {
+        if (!deep) return dense.filters();
+        return dense.filters() > 0 ? dense.hidden_units() : 0;
     }
 
     [[nodiscard]] std::size_t output_per_image() const {
         const auto grid = static_cast<std::size_t>(model.architecture.pool_grid);
         return fold ? static_cast<std::size_t>(model.classes())
-                    : static_cast<std::size_t>(dense.filters()) * grid * grid;
+                    : static_cast<std::size_t>(dense_channels()) * grid * grid;
     }
 
     // Appends a slice primitive with its own scratchpad.
@@ -558,13 +572,15 @@ struct OnednnEngine::Impl {
     // features slice, or (folded) the inner product into the logits slice.
     void add_dense_steps(Stage& stage, memory::dim images, dnnl::stream& worker_stream) {
         const Architecture& a = model.architecture;
-        const memory::dim classes = model.classes(), m = dense.filters(), grid = a.pool_grid;
+        const memory::dim classes = model.classes(), m = dense_channels(), grid = a.pool_grid;
         stage.output = fold ? memory({{images, classes}, dt::f32, tag::nc}, engine, DNNL_MEMORY_NONE)
                             : memory({{images, m, grid, grid}, dt::f32, tag::nchw}, engine, DNNL_MEMORY_NONE);
         const dnnl::primitive_attr plain_attr = user_scratchpad_attr();
-        const memory activated = add_activated_convolution(
+        memory activated = add_activated_convolution(
             stage.steps, stage.implementation, stage.input,
-            {m, dense.conv_weight.data, dense.conv_bias.data, dense.gate_weight.data}, a.padding, worker_stream);
+            {dense.filters(), dense.conv_weight.data, dense.conv_bias.data, dense.gate_weight.data}, a.padding,
+            worker_stream);
+        if (deep) activated = add_hidden_convolution(stage.steps, stage.implementation, activated, worker_stream);
 
         if (!fold) {
             // {n, m, OH, OW} -> {n, m, G, G}: equal bands are one average pooling with
@@ -607,6 +623,36 @@ struct OnednnEngine::Impl {
              {DNNL_ARG_BIAS, plain_memory(engine, {classes}, tag::x, model.fc_bias.data)},
              {DNNL_ARG_DST, stage.output}});
         stage.implementation += std::string(", folded pooling ip ") + ip_pd.impl_info_str();
+    }
+
+    // Depth 3: {n, m, oh, ow} -> 1x1 convolution {m2, m, 1, 1} (no bias) with ReLU fused as
+    // a post-op -> {n, m2, oh, ow}, in the layout oneDNN picks.
+    memory add_hidden_convolution(std::vector<Step>& steps, std::string& implementation, const memory& activated,
+                                  dnnl::stream& worker_stream) {
+        const memory::dims map_dims = activated.get_desc().dims();
+        const memory::dim m = map_dims[1], m2 = dense.hidden_units();
+        const memory::dims weight_dims{m2, m, 1, 1};
+        dnnl::post_ops relu;
+        relu.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+        const dnnl::convolution_forward::primitive_desc pd(
+            {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+             memory::desc(map_dims, dt::f32, tag::any), memory::desc(weight_dims, dt::f32, tag::any),
+             memory::desc({map_dims[0], m2, map_dims[2], map_dims[3]}, dt::f32, tag::any), {1, 1}, {0, 0}, {0, 0}},
+            user_scratchpad_attr(relu), engine);
+        implementation += std::string(", hidden 1x1 conv ") + pd.impl_info_str();
+        memory source = activated;
+        if (pd.src_desc() != activated.get_desc()) {
+            source = memory(pd.src_desc(), engine);
+            add_reorder(steps, activated, source, user_scratchpad_attr());
+        }
+        const memory weight_plain = plain_memory(engine, weight_dims, tag::oihw, dense.hidden_weight.data);
+        memory hidden(pd.dst_desc(), engine);
+        add_step<dnnl::convolution_forward>(
+            steps, pd,
+            {{DNNL_ARG_SRC, source},
+             {DNNL_ARG_WEIGHTS, reorder_once(worker_stream, weight_plain, pd.weights_desc())},
+             {DNNL_ARG_DST, hidden}});
+        return hidden;
     }
 
     // One region group of a slice: its crop, convolutions over the region's outputs only
@@ -660,7 +706,7 @@ struct OnednnEngine::Impl {
         Stage stage;
         stage.input = memory({{images, model.input.channels, model.input.height, model.input.width}, dt::f32, tag::nchw},
                              engine, DNNL_MEMORY_NONE);
-        if (dense.filters() > 0) add_dense_steps(stage, images, worker_stream);
+        if (dense_channels() > 0) add_dense_steps(stage, images, worker_stream);
         if (groups.empty()) return stage;
 
         stage.logits = memory({{images, model.classes()}, dt::f32, tag::nc}, engine, DNNL_MEMORY_NONE);
@@ -679,7 +725,7 @@ struct OnednnEngine::Impl {
     }
 
     Head build_head(std::size_t n) {
-        const memory::dim images = to_dim(n), classes = model.classes(), m = dense.filters();
+        const memory::dim images = to_dim(n), classes = model.classes(), m = dense_channels();
         const memory::dim grid = model.architecture.pool_grid;
         Head head;
         head.input = memory({{images, model.input.channels, model.input.height, model.input.width}, dt::f32, tag::nchw},
@@ -726,7 +772,7 @@ struct OnednnEngine::Impl {
     }
 
     // False when no filter can change a logit (none, or all fc columns zero).
-    [[nodiscard]] bool runs_filters() const noexcept { return dense.filters() > 0 || !groups.empty(); }
+    [[nodiscard]] bool runs_filters() const noexcept { return dense_channels() > 0 || !groups.empty(); }
 
     Head& head(std::size_t n) { return heads.get(n, [this](std::size_t k) { return build_head(k); }); }
 
@@ -779,7 +825,7 @@ struct OnednnEngine::Impl {
             const auto classes = static_cast<std::size_t>(model.classes());
             float* logits = static_cast<float*>(h.logits.get_data_handle()) + first * classes;
             s.logits.set_data_handle(logits);
-            if (dense.filters() == 0) {
+            if (dense_channels() == 0) {
                 for (std::size_t i = 0; i < count; ++i) std::ranges::copy(model.fc_bias.data, logits + i * classes);
             } else if (!fold) {
                 std::fill_n(logits, count * classes, 0.0f);
@@ -787,7 +833,7 @@ struct OnednnEngine::Impl {
             for (std::size_t g = 0; g < groups.size(); ++g)
                 copy_crop(input, count, model.input, groups[g], static_cast<float*>(s.regions[g].crop.get_data_handle()));
         }
-        if (dense.filters() > 0) {
+        if (dense_channels() > 0) {
             auto* output = static_cast<float*>(fold ? h.logits.get_data_handle() : h.features.get_data_handle());
             s.output.set_data_handle(output + first * output_per_image());
             for (auto& step : s.steps) step.primitive.execute(worker.stream, step.arguments);
@@ -860,7 +906,7 @@ OnednnEngine::OnednnEngine(const Model& model, std::size_t batch, RegionPath reg
     if (batch == 0) throw Error(ErrorKind::bad_input, "engine: batch size must be >= 1");
     const auto grid = static_cast<double>(model.architecture.pool_grid);
     const double per_image = static_cast<double>(model.input.values()) +
-                             static_cast<double>(model.filters()) * grid * grid + 2.0 * model.classes();
+                             static_cast<double>(model.pooled_channels()) * grid * grid + 2.0 * model.classes();
     const double bytes = per_image * sizeof(float) * static_cast<double>(batch);
     if (bytes > static_cast<double>(max_batch_bytes))
         throw Error(ErrorKind::limit, "--batch " + std::to_string(batch) + ": the buffers of one batch would need " +

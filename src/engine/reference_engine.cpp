@@ -25,7 +25,8 @@ struct Scratch {
     RowMatrixF patches;  // K x h, one row per output position
     RowMatrixF pre;      // K x m, pre-activations, then activations
     RowMatrixF gate;     // K x m, gate pre-activations (gated ReLU only)
-    RowMatrixF pooled;   // R x m, region sums, then averages
+    RowMatrixF hidden;   // K x m2, the hidden 1x1 layer's activations (depth 3 only)
+    RowMatrixF pooled;   // R x channels pooled (m, or m2 at depth 3), region sums, then averages
     Eigen::VectorXf features;  // m*R, index f*R + r = (f*G + gy)*G + gx
 };
 
@@ -90,12 +91,16 @@ RowMatrixF reference_logits(const Model& model, const Dataset& images, std::size
     const PoolingRegions regions = make_pooling_regions(out_height, out_width, a.pool_grid);
     const int region_count = regions.count();
     const bool gated = a.activation == Activation::gated_relu;
+    // Depth 3: the hidden 1x1 convolution mixes the m activations at each position.
+    const bool deep = model.has_hidden_layer();
+    const int pooled_channels = model.pooled_channels();
 
     // OIHW flattened per filter is exactly a row in patch column order (c, ky, kx).
     const ConstMap weight(model.conv_weight.data.data(), m, h);
     const ConstMap gate_weight(gated ? model.gate_weight.data.data() : nullptr, gated ? m : 0, h);
     const Eigen::Map<const Eigen::RowVectorXf> bias(model.conv_bias.data.data(), m);
-    const ConstMap fc(model.fc_weight.data.data(), classes, static_cast<Eigen::Index>(m) * region_count);
+    const ConstMap hidden_weight(deep ? model.hidden_weight.data.data() : nullptr, deep ? pooled_channels : 0, m);
+    const ConstMap fc(model.fc_weight.data.data(), classes, static_cast<Eigen::Index>(pooled_channels) * region_count);
     const ConstVectorMap fc_bias(model.fc_bias.data.data(), classes);
 
     RowMatrixF logits(static_cast<Eigen::Index>(n), classes);
@@ -112,8 +117,9 @@ RowMatrixF reference_logits(const Model& model, const Dataset& images, std::size
             s.patches.resize(positions, h);
             s.pre.resize(positions, m);
             if (gated) s.gate.resize(positions, m);
-            s.pooled.resize(region_count, m);
-            s.features.resize(static_cast<Eigen::Index>(m) * region_count);
+            if (deep) s.hidden.resize(positions, pooled_channels);
+            s.pooled.resize(region_count, pooled_channels);
+            s.features.resize(static_cast<Eigen::Index>(pooled_channels) * region_count);
             for (std::size_t j = range.begin(); j != range.end(); ++j) {
                 const std::size_t i = first + j;
                 const std::span<float> image(normalized.data() + j * values, values);
@@ -122,7 +128,7 @@ RowMatrixF reference_logits(const Model& model, const Dataset& images, std::size
                 model.normalization.apply(image, images.shape);
 
                 auto row = logits.row(static_cast<Eigen::Index>(i));
-                if (m == 0) {  // no filter, no feature: the linear layer is its bias alone
+                if (m == 0 || pooled_channels == 0) {  // no filter, no feature: the linear layer is its bias alone
                     row = fc_bias.transpose();
                     continue;
                 }
@@ -131,12 +137,14 @@ RowMatrixF reference_logits(const Model& model, const Dataset& images, std::size
                 s.pre.rowwise() += bias;
                 if (gated) s.gate.noalias() = s.patches * gate_weight.transpose();
                 apply_activation(a, s.pre, s.gate);
+                if (deep) s.hidden.noalias() = (s.pre * hidden_weight.transpose()).cwiseMax(0.0f);
+                const RowMatrixF& pooled_map = deep ? s.hidden : s.pre;
 
                 s.pooled.setZero();
-                for (int p = 0; p < positions; ++p) s.pooled.row(regions.region_of_position[p]) += s.pre.row(p);
+                for (int p = 0; p < positions; ++p) s.pooled.row(regions.region_of_position[p]) += pooled_map.row(p);
                 for (int r = 0; r < region_count; ++r) {
                     const auto size = static_cast<float>(regions.sizes[r]);
-                    for (int f = 0; f < m; ++f)
+                    for (int f = 0; f < pooled_channels; ++f)
                         s.features[static_cast<Eigen::Index>(f) * region_count + r] = s.pooled(r, f) / size;
                 }
                 row.noalias() = (fc * s.features + fc_bias).transpose();

@@ -130,6 +130,8 @@ onnx::ModelProto build(const Model& model) {
     const Architecture& a = model.architecture;
     const ImageShape& input = model.input;
     const std::int64_t m = model.filters(), classes = model.classes(), grid = a.pool_grid;
+    // Channels the pooling reads: the filters, or at depth 3 the hidden 1x1 layer's units.
+    const std::int64_t pooled_channels = model.pooled_channels();
     const std::int64_t out_height = a.conv_output_size(input.height), out_width = a.conv_output_size(input.width);
 
     onnx::ModelProto proto;
@@ -137,7 +139,8 @@ onnx::ModelProto build(const Model& model) {
     proto.set_producer_name("cvxcnn");
     proto.set_producer_version(CVXCNN_VERSION);
     proto.set_model_version(1);
-    proto.set_doc_string("Two-layer CNN trained by convex optimization (cvxcnn), architecture " + to_string(a) +
+    proto.set_doc_string(std::string(model.has_hidden_layer() ? "Three-layer CNN (hidden 1x1 layer)" : "Two-layer CNN") +
+                         " trained by convex optimization (cvxcnn), architecture " + to_string(a) +
                          ". Input: N x C x H x W raw pixel/255 values; the graph normalizes them.");
     onnx::OperatorSetIdProto* opset = proto.add_opset_import();
     opset->set_domain("");
@@ -165,7 +168,7 @@ onnx::ModelProto build(const Model& model) {
     add_node(graph, "Div", {"centered", "normalization_std"}, "normalized");
 
     std::string features;
-    if (m == 0) {
+    if (m == 0 || pooled_channels == 0) {
         // No filter, no feature: logits = fc_bias for every image. A zero linear layer on the
         // flattened input keeps the batch dimension without special operators.
         add_node(graph, "Flatten", {"normalized"}, "features");
@@ -181,7 +184,15 @@ onnx::ModelProto build(const Model& model) {
         set_ints(conv, "kernel_shape", kernel);
         set_ints(conv, "strides", strides);
         set_ints(conv, "pads", pads);
-        const std::string activation = add_activation(graph, model, strides, pads, kernel);
+        std::string activation = add_activation(graph, model, strides, pads, kernel);
+        if (model.has_hidden_layer()) {
+            // Depth 3: 1x1 convolution without bias, then ReLU, before the pooling.
+            add_initializer(graph, "hidden_weight", model.hidden_weight.shape, model.hidden_weight.data);
+            onnx::NodeProto& hidden = add_node(graph, "Conv", {activation, "hidden_weight"}, "hidden_pre");
+            set_ints(hidden, "kernel_shape", {1, 1});
+            add_node(graph, "Relu", {"hidden_pre"}, "hidden");
+            activation = "hidden";
+        }
 
         if (out_height % grid == 0 && out_width % grid == 0) {
             onnx::NodeProto& pool = add_node(graph, "AveragePool", {activation}, "pooled");
@@ -198,7 +209,7 @@ onnx::ModelProto build(const Model& model) {
                 const int r = regions.region_of_position[static_cast<std::size_t>(p)];
                 pooling[static_cast<std::size_t>(p * region_count + r)] = 1.0f / static_cast<float>(regions.sizes[r]);
             }
-            add_int64_initializer(graph, "positions_shape", {0, m, positions});  // 0: keep N
+            add_int64_initializer(graph, "positions_shape", {0, pooled_channels, positions});  // 0: keep N
             add_initializer(graph, "pooling_matrix", {positions, region_count}, pooling);
             add_node(graph, "Reshape", {activation, "positions_shape"}, "positions");
             add_node(graph, "MatMul", {"positions", "pooling_matrix"}, "pooled");

@@ -138,13 +138,17 @@ int Model::filters() const noexcept {
     return conv_weight.shape.empty() ? 0 : static_cast<int>(conv_weight.shape[0]);
 }
 
+int Model::hidden_units() const noexcept {
+    return hidden_weight.shape.empty() ? 0 : static_cast<int>(hidden_weight.shape[0]);
+}
+
 std::int64_t Model::features() const noexcept {
-    return static_cast<std::int64_t>(filters()) * architecture.pool_grid * architecture.pool_grid;
+    return static_cast<std::int64_t>(pooled_channels()) * architecture.pool_grid * architecture.pool_grid;
 }
 
 std::size_t Model::parameter_count() const noexcept {
     return conv_weight.element_count() + conv_bias.element_count() + gate_weight.element_count() +
-           fc_weight.element_count() + fc_bias.element_count();
+           hidden_weight.element_count() + fc_weight.element_count() + fc_bias.element_count();
 }
 
 std::optional<std::string> model_defect(const Model& model) {
@@ -203,8 +207,24 @@ std::optional<std::string> model_defect(const Model& model) {
         return "gate_weight is present but the activation is " + std::string(to_string(model.architecture.activation)) +
                ", not gated";
     }
+    if (model.has_hidden_layer()) {
+        if (model.architecture.activation != Activation::relu)
+            return "hidden_weight is present but the activation is " +
+                   std::string(to_string(model.architecture.activation)) +
+                   "; a three-layer model has relu (the three-layer program covers ReLU only)";
+        if (model.hidden_weight.shape.size() != 4)
+            return "hidden_weight has shape " + shape_to_string(model.hidden_weight.shape) +
+                   ", expected rank 4 [m2, m, 1, 1]";
+        const std::int64_t m2 = model.hidden_weight.shape[0];
+        if (m2 < 0 || m2 > std::numeric_limits<int>::max() / (model.architecture.pool_grid * model.architecture.pool_grid))
+            return "hidden_weight has " + std::to_string(m2) + " hidden units";
+        if (auto d = tensor_defect(model.hidden_weight, "hidden_weight", {m2, m, 1, 1},
+                                   "(hidden units, filters, 1, 1)"))
+            return d;
+    }
     if (auto d = tensor_defect(model.fc_weight, "fc_weight", {classes, model.features()},
-                               "(classes, filters * pool * pool)"))
+                               model.has_hidden_layer() ? "(classes, hidden units * pool * pool)"
+                                                        : "(classes, filters * pool * pool)"))
         return d;
     if (auto d = tensor_defect(model.fc_bias, "fc_bias", {classes}, "(classes)")) return d;
     return std::nullopt;
@@ -215,8 +235,9 @@ void validate(const Model& model) {
 }
 
 Model make_model(const Architecture& architecture, const ImageShape& input, std::vector<std::string> class_names,
-                 int filters) {
+                 int filters, std::optional<int> hidden_units) {
     if (filters < 0) throw Error(ErrorKind::internal, "make_model: negative filter count");
+    if (hidden_units && *hidden_units < 0) throw Error(ErrorKind::internal, "make_model: negative hidden unit count");
     validate_for_input(architecture, input);  // before sizing any tensor from these numbers
     Model model;
     model.architecture = architecture;
@@ -228,7 +249,9 @@ Model make_model(const Architecture& architecture, const ImageShape& input, std:
     model.conv_weight = Tensor::zeros({m, c, k, k});
     model.conv_bias = Tensor::zeros({m});
     if (architecture.activation == Activation::gated_relu) model.gate_weight = Tensor::zeros({m, c, k, k});
-    model.fc_weight = Tensor::zeros({classes, m * architecture.pool_grid * architecture.pool_grid});
+    if (hidden_units) model.hidden_weight = Tensor::zeros({*hidden_units, m, 1, 1});
+    const std::int64_t pooled = hidden_units ? *hidden_units : m;
+    model.fc_weight = Tensor::zeros({classes, pooled * architecture.pool_grid * architecture.pool_grid});
     model.fc_bias = Tensor::zeros({classes});
     validate(model);
     return model;

@@ -53,9 +53,10 @@ struct TensorSlot {
     Tensor Model::*member;
 };
 // Writing order; the reader follows whatever order the table gives (offsets prove it).
-const std::array<TensorSlot, 5> tensor_slots = {{{"conv_weight", &Model::conv_weight},
+const std::array<TensorSlot, 6> tensor_slots = {{{"conv_weight", &Model::conv_weight},
                                                  {"conv_bias", &Model::conv_bias},
                                                  {"gate_weight", &Model::gate_weight},
+                                                 {"hidden_weight", &Model::hidden_weight},
                                                  {"fc_weight", &Model::fc_weight},
                                                  {"fc_bias", &Model::fc_bias}}};
 
@@ -391,7 +392,10 @@ std::vector<TableEntry> read_header(const json& header, std::uint32_t version, M
         (model.*tensor_slots[slot].member).shape = std::move(dims);
     }
     for (std::size_t slot = 0; slot < tensor_slots.size(); ++slot)
-        if (!seen[slot] && tensor_slots[slot].member != &Model::gate_weight)
+        // gate_weight (gated ReLU only) and hidden_weight (depth 3 only) are optional;
+        // model_defect checks afterwards that their presence fits the architecture.
+        if (!seen[slot] && tensor_slots[slot].member != &Model::gate_weight &&
+            tensor_slots[slot].member != &Model::hidden_weight)
             fail("header: tensor table lacks '" + std::string(tensor_slots[slot].name) + "'");
     data_bytes = end;
     return entries;

@@ -1,6 +1,7 @@
 // The exact cone-constrained program and its augmented Lagrangian solver (see
 // cone_constrained.hpp), and the Goldfarb-Idnani projection onto a polyhedron.
 #include "cvxcnn/solvers/cone_constrained.hpp"
+#include "cvxcnn/solvers/exact_loss.hpp"
 
 #include <algorithm>
 #include <array>
@@ -339,69 +340,14 @@ void ConeConstrainedProblem::validate() const {
 
 namespace {
 
-// ---- the loss in double -----------------------------------------------------------------------------
-// The same losses as group_lasso.hpp, evaluated in double here: the certificate is meant
-// to resolve relative gaps far below float rounding.
+// ---- the loss in double: solvers/exact_loss.hpp ----------------------------------------------
 
-/// p = softmax(z_j); returns logsumexp(z_j).
-double softmax_row(const RowMatrixD& z, Index j, Eigen::VectorXd& p) {
-    const double top = z.row(j).maxCoeff();
-    p = (z.row(j).array() - top).exp().transpose();
-    const double sum = p.sum();
-    p /= sum;
-    return top + std::log(sum);
-}
-
-/// L(Z), and dL/dZ when gradient is given.
 double loss_value(Loss loss, const RowMatrixD& z, std::span<const std::int32_t> labels, RowMatrixD* gradient) {
-    const Index n = z.rows(), classes = z.cols();
-    const double inv_n = 1.0 / static_cast<double>(n);
-    if (gradient) gradient->resize(n, classes);
-    Eigen::VectorXd p(classes);
-    double sum = 0.0;
-    for (Index j = 0; j < n; ++j) {
-        const int y = labels[static_cast<std::size_t>(j)];
-        if (loss == Loss::cross_entropy) {
-            sum += softmax_row(z, j, p) - z(j, y);
-            if (gradient) {
-                gradient->row(j) = p.transpose() * inv_n;
-                (*gradient)(j, y) -= inv_n;
-            }
-        } else {
-            for (Index c = 0; c < classes; ++c) {
-                const double r = z(j, c) - (c == y ? 1.0 : 0.0);
-                sum += 0.5 * r * r;
-                if (gradient) (*gradient)(j, c) = r * inv_n;
-            }
-        }
-    }
-    return sum * inv_n;
+    return exact_loss(loss, z, labels, gradient);
 }
 
-/// -L*(s dL/dZ(Z)): the dual objective at the scaled gradient (SOLVERS.md 5.11).
-///   cross-entropy: (1/n) sum_j H(s softmax(z_j) + (1 - s) e_{y_j})
-///   squared:       -<Theta, Y> - (n/2) ||Theta||^2, Theta = s (Z - Y) / n
 double loss_dual(Loss loss, const RowMatrixD& z, std::span<const std::int32_t> labels, double s) {
-    const Index n = z.rows(), classes = z.cols();
-    const double nd = static_cast<double>(n);
-    Eigen::VectorXd p(classes);
-    double sum = 0.0;
-    for (Index j = 0; j < n; ++j) {
-        const int y = labels[static_cast<std::size_t>(j)];
-        if (loss == Loss::cross_entropy) {
-            (void)softmax_row(z, j, p);
-            for (Index c = 0; c < classes; ++c) {
-                const double q = s * p(c) + (c == y ? 1.0 - s : 0.0);
-                if (q > 0.0) sum -= q * std::log(q);
-            }
-        } else {
-            for (Index c = 0; c < classes; ++c) {
-                const double theta = s * (z(j, c) - (c == y ? 1.0 : 0.0)) / nd;
-                sum -= (c == y ? theta : 0.0) + 0.5 * nd * theta * theta;
-            }
-        }
-    }
-    return loss == Loss::cross_entropy ? sum / nd : sum;
+    return exact_loss_dual(loss, z, labels, s);
 }
 
 // ---- the program's data ---------------------------------------------------------------------------------
@@ -593,21 +539,7 @@ void smooth_gradient(const ExactProgram& program, const PointImages& images, con
 /// nonnegative terms.
 double step_divergence(const ExactProgram& program, Loss loss, const PointImages& at_y, const PointImages& step,
                        const Multipliers& lambda, double rho) {
-    const Index n = program.samples();
-    double loss_part = 0.0;
-    if (loss == Loss::squared) {
-        loss_part = 0.5 * step.z.squaredNorm() / static_cast<double>(n);
-    } else {
-        Eigen::VectorXd p(program.classes());
-        for (Index j = 0; j < n; ++j) {
-            (void)softmax_row(at_y.z, j, p);
-            const double mean = p.dot(step.z.row(j).transpose());
-            double excess = 0.0;
-            for (Index c = 0; c < program.classes(); ++c) excess += p(c) * std::expm1(step.z(j, c) - mean);
-            loss_part += std::log1p(excess);
-        }
-        loss_part /= static_cast<double>(n);
-    }
+    const double loss_part = exact_loss_divergence(loss, at_y.z, step.z);
     const int extended = 2 * program.blocks();
     std::vector<double> terms(static_cast<std::size_t>(extended), 0.0);
     for_each_block(extended, [&](int e) {

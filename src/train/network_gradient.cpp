@@ -209,6 +209,9 @@ NetworkEvaluator::Impl::Impl(const Model& model, Loss loss_kind)
     : architecture(model.architecture), input(model.input), filters(model.filters()), classes(model.classes()),
       loss(loss_kind), gated(model.architecture.activation == Activation::gated_relu) {
     validate(model);
+    if (model.has_hidden_layer())
+        throw Error(ErrorKind::bad_input, "the model has a hidden 1x1 layer (depth 3): gradient training and its "
+                                          "evaluator cover two-layer networks only");
     if (filters < 1) throw Error(ErrorKind::bad_input, "the network needs at least one filter");
     const Architecture& a = architecture;
     const int out_h = a.conv_output_size(input.height), out_w = a.conv_output_size(input.width);

@@ -255,3 +255,66 @@ TEST(OnnxExport, WritesAtomicallyAndRefusesInvalidModels) {
     test::expect_file_error([&] { export_onnx(model, dir / "missing-folder" / "m.onnx"); }, ErrorKind::io,
                             dir / "missing-folder" / "m.onnx", "");
 }
+
+// Depth 3: the hidden 1x1 layer becomes Conv (no bias) + Relu before the pooling, and the
+// graph computes the reference engine's logits (equal bands and folded unequal bands).
+TEST(OnnxExport, ThreeLayerModelsRunLikeTheReferenceEngine) {
+    struct DeepCase {
+        std::string architecture;
+        ImageShape input;
+        bool pooled;
+    };
+    const std::vector<DeepCase> deep_cases = {{"conv3x3s1p1-relu-pool2", {1, 8, 8}, true},
+                                              {"conv2x2s1p0-relu-pool2", {2, 4, 4}, false}};
+    const auto python = python_with_onnx();
+    test::ScratchDir dir;
+    std::string jobs;
+    std::vector<std::pair<fs::path, RowMatrixF>> runs;
+    unsigned seed = 300;
+    for (const DeepCase& c : deep_cases) {
+        SCOPED_TRACE(c.architecture);
+        Model model = test::random_model(c.architecture, c.input, 5, 3, seed++);
+        std::mt19937 rng(seed++);
+        std::normal_distribution<float> normal(0.0f, 0.5f);
+        const std::int64_t grid = model.architecture.pool_grid;
+        model.hidden_weight = Tensor::zeros({4, 5, 1, 1});
+        for (float& w : model.hidden_weight.data) w = normal(rng);
+        model.fc_weight = Tensor::zeros({3, 4 * grid * grid});
+        for (float& w : model.fc_weight.data) w = normal(rng);
+        validate(model);
+        const onnx::ModelProto proto = parse(encode_onnx(model));
+        std::vector<std::string> ops = {"Sub", "Div", "Conv", "Relu", "Conv", "Relu"};
+        if (c.pooled) ops.push_back("AveragePool");
+        else ops.insert(ops.end(), {"Reshape", "MatMul"});
+        ops.insert(ops.end(), {"Flatten", "Gemm", "Softmax"});
+        EXPECT_EQ(op_types(proto), ops);
+        expect_tensor(float_initializers(proto), "hidden_weight", {4, 5, 1, 1}, model.hidden_weight.data);
+        if (!python) continue;
+        const Dataset images = test::random_images(5, c.input, seed++);
+        const std::string stem = "deep" + std::to_string(runs.size());
+        export_onnx(model, dir / (stem + ".onnx"));
+        write_floats(dir / (stem + ".in"), images.images);
+        jobs += (dir / (stem + ".onnx")).string() + " " + (dir / (stem + ".in")).string() + " 5 " +
+                std::to_string(c.input.channels) + " " + std::to_string(c.input.height) + " " +
+                std::to_string(c.input.width) + " " + (dir / (stem + ".out")).string() + "\n";
+        runs.emplace_back(dir / (stem + ".out"), reference_logits(model, images));
+    }
+    if (!python) GTEST_SKIP() << "python3 with onnx and numpy (Debian python3-onnx) is not installed";
+    test::write_text(dir / "jobs.txt", jobs);
+    const std::string script = std::string(CVXCNN_SOURCE_DIR) + "/tests/export/run_onnx.py";
+    const std::string command =
+        *python + " '" + script + "' '" + (dir / "jobs.txt").string() + "' >'" + (dir / "log").string() + "' 2>&1";
+    const int status = std::system(command.c_str());
+    std::string log;
+    for (const auto byte : test::read_bytes(dir / "log")) log += static_cast<char>(byte);
+    ASSERT_EQ(status, 0) << log;
+    for (const auto& [output, want] : runs) {
+        const std::vector<float> got = read_floats(output);
+        ASSERT_EQ(got.size(), static_cast<std::size_t>(want.size()));
+        for (Eigen::Index i = 0; i < want.rows(); ++i) {
+            const double scale = std::max<double>(want.row(i).cwiseAbs().maxCoeff(), 1e-30);
+            for (Eigen::Index k = 0; k < want.cols(); ++k)
+                EXPECT_LE(std::abs(got[static_cast<std::size_t>(i * want.cols() + k)] - want(i, k)), 1e-4 * scale);
+        }
+    }
+}

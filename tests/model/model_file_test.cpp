@@ -78,6 +78,7 @@ void expect_same_model(const Model& expected, const Model& actual) {
     EXPECT_TRUE(same_bits(actual.conv_weight, expected.conv_weight));
     EXPECT_TRUE(same_bits(actual.conv_bias, expected.conv_bias));
     EXPECT_TRUE(same_bits(actual.gate_weight, expected.gate_weight));
+    EXPECT_TRUE(same_bits(actual.hidden_weight, expected.hidden_weight));
     EXPECT_TRUE(same_bits(actual.fc_weight, expected.fc_weight));
     EXPECT_TRUE(same_bits(actual.fc_bias, expected.fc_bias));
 }
@@ -664,4 +665,56 @@ TEST(ModelFile, FailedWriteLeavesEarlierFileAndNoTemporaries) {
 
     // A missing parent folder fails cleanly too.
     EXPECT_THROW(write_model(dir / "no" / "such" / "m.cvxcnn", first), Error);
+}
+
+// Depth 3 (train --depth 3): the optional hidden_weight tensor round-trips, and the loader's
+// semantic check ties its shape to the filters, the fc columns and the activation.
+TEST(ModelFile, ThreeLayerModelRoundTripsAndItsHiddenLayerIsChecked) {
+    Model deep = make_model(parse_architecture("conv3x3s1p1-relu-pool2"), ImageShape{2, 8, 8}, {"a", "b", "c"}, 3, 2);
+    std::mt19937 rng(3);
+    fill_random(deep.conv_weight, rng);
+    fill_random(deep.hidden_weight, rng);
+    fill_random(deep.fc_weight, rng);
+    ASSERT_EQ(deep.hidden_weight.shape, (std::vector<std::int64_t>{2, 3, 1, 1}));
+    ASSERT_EQ(deep.fc_weight.shape, (std::vector<std::int64_t>{3, 2 * 2 * 2}));
+    EXPECT_EQ(deep.parameter_count(), 3u * 18 + 3 + 6 + 24 + 3);
+    ScratchDir dir;
+    write_model(dir / "deep.cvxcnn", deep);
+    const Model back = read_model(dir / "deep.cvxcnn");
+    expect_same_model(deep, back);
+    EXPECT_TRUE(back.has_hidden_layer());
+    EXPECT_EQ(back.hidden_units(), 2);
+    EXPECT_EQ(tensor_entry(encode_model(deep), "hidden_weight").at("shape"), json::array({2, 3, 1, 1}));
+    // A two-layer file has no hidden_weight and stays a two-layer model.
+    test::write_bytes(dir / "two.cvxcnn", good_file());
+    EXPECT_FALSE(read_model(dir / "two.cvxcnn").has_hidden_layer());
+
+    const std::vector<std::uint8_t> deep_file = encode_model(deep);
+    const auto with_hidden_shape = [&](const json& shape) {
+        return edit_header([&](json& header) {
+            for (json& entry : header.at("tensors"))
+                if (entry.at("name") == "hidden_weight") entry["shape"] = shape;
+        }, deep_file);
+    };
+    const std::vector<std::pair<std::vector<std::uint8_t>, std::string>> cases = {
+        // Same byte count, so only the semantic check can object.
+        {with_hidden_shape(json::array({3, 2, 1, 1})), "hidden_weight has shape [3,2,1,1], expected [3,3,1,1]"},
+        {with_hidden_shape(json::array({2, 1, 3, 1})), "hidden_weight has shape [2,1,3,1], expected [2,3,1,1]"},
+        {with_hidden_shape(json::array({6})), "hidden_weight has shape [6], expected rank 4"},
+        {edit_header([](json& header) { header["architecture"] = "conv3x3s1p1-leaky0.1-pool2"; }, deep_file),
+         "hidden_weight is present but the activation is leaky"},
+    };
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        const fs::path path = dir / ("bad-" + std::to_string(i) + ".cvxcnn");
+        test::write_bytes(path, cases[i].first);
+        const std::string message = read_error(path);
+        SCOPED_TRACE(message);
+        EXPECT_TRUE(message.starts_with(path.string() + ": ")) << message;
+        EXPECT_NE(message.find(cases[i].second), std::string::npos) << message;
+        EXPECT_EQ(message.find('\n'), std::string::npos);
+    }
+    // The writer refuses the same defect in memory.
+    Model wrong = deep;
+    wrong.hidden_weight = Tensor::zeros({2, 4, 1, 1});
+    EXPECT_THROW(write_model(dir / "wrong.cvxcnn", wrong), Error);
 }

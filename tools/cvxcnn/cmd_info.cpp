@@ -71,6 +71,8 @@ nlohmann::json info_json(const std::string& path, const Model& model) {
              {{"height", a.conv_output_size(model.input.height)}, {"width", a.conv_output_size(model.input.width)}}},
             {"pool_grid", a.pool_grid},
             {"filters", model.filters()},
+            {"depth", model.has_hidden_layer() ? 3 : 2},
+            {"hidden_units", model.hidden_units()},
             {"features", model.features()},
             {"parameter_count", model.parameter_count()},
             {"class_names", model.class_names},
@@ -86,8 +88,11 @@ void print_text(const std::string& path, const Model& model) {
     std::printf("input          %s (channels x height x width)\n", to_string(model.input).c_str());
     std::printf("conv output    %dx%d, pooled to %dx%d\n", out_h, out_w, a.pool_grid, a.pool_grid);
     std::printf("filters        %d\n", model.filters());
-    std::printf("features       %lld (filters x %d x %d)\n", static_cast<long long>(model.features()), a.pool_grid,
-                a.pool_grid);
+    if (model.has_hidden_layer())
+        std::printf("hidden layer   %d units (1x1 convolution + ReLU after the activation: depth 3)\n",
+                    model.hidden_units());
+    std::printf("features       %lld (%s x %d x %d)\n", static_cast<long long>(model.features()),
+                model.has_hidden_layer() ? "hidden units" : "filters", a.pool_grid, a.pool_grid);
     std::printf("parameters     %zu\n", model.parameter_count());
     std::printf("classes        %d\n", model.classes());
     for (std::size_t c = 0; c < model.class_names.size(); ++c)

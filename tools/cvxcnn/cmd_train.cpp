@@ -3,8 +3,10 @@
 // SGD with momentum or Adam (--solver sgd|adam: the non-convex baseline), saved as a
 // model file; or (--solver relaxation) one ReLU neuron per class fit by the single-neuron
 // convex relaxation; or (--solver sdp) the SDP relaxation of the infinite-width network's
-// completely positive program, rounded to a network. One switch picks the trainer, so no
+// completely positive program, rounded to a network; --depth 3 trains a three-layer CNN by
+// its convex program over pattern pairs. One switch picks the trainer, so no
 // combination means nothing; --method is its other name (the papers speak of methods).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -23,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "cvxcnn/deep/three_layer_training.hpp"
 #include "cvxcnn/model/model_file.hpp"
 #include "cvxcnn/model/presets.hpp"
 #include "cvxcnn/relaxation/relaxation_training.hpp"
@@ -63,6 +66,7 @@ struct TrainArgs {
     DataOptions data;
     // --solver sgd | adam
     std::string solver = "convex";
+    int depth = 2;  // 3: the three-layer program (deep/three_layer_training.hpp)
     double lr = SgdSettings{}.learning_rate;
     int epochs = SgdSettings{}.epochs;
     int width = SgdSettings{}.width;
@@ -87,6 +91,13 @@ struct SolverOnlyOptions {
     CLI::Option* time_limit = nullptr;
     CLI::Option* arch = nullptr;
     CLI::Option* sdp_dim = nullptr;  // --solver sdp only
+    // --depth 3 reads these of the convex list and refuses the others (checkpoints,
+    // --pattern-source, --max-memory belong to the two-layer trainer).
+    CLI::Option* depth = nullptr;
+    CLI::Option* patterns = nullptr;
+    CLI::Option* path_max = nullptr;
+    CLI::Option* path_min = nullptr;
+    std::vector<CLI::Option*> three_layer_reads;
 };
 
 void check_solver_options(const TrainArgs& args, const SolverOnlyOptions& options) {
@@ -94,6 +105,18 @@ void check_solver_options(const TrainArgs& args, const SolverOnlyOptions& option
         throw CLI::ValidationError(option->get_name(), "applies to " + applies_to + " only, not to --solver " + args.solver);
     };
     if (args.solver != "sdp" && options.sdp_dim->count() > 0) refuse(options.sdp_dim, "--solver sdp");
+    if (args.depth == 3) {
+        if (args.solver != "convex")
+            throw CLI::ValidationError("--depth", "3 is trained by the convex three-layer program only, not by --solver " +
+                                                      args.solver);
+        for (const CLI::Option* option : options.convex)
+            if (option->count() > 0 && std::ranges::find(options.three_layer_reads, option) == options.three_layer_reads.end())
+                throw CLI::ValidationError(option->get_name(), "does not apply to --depth 3");
+        for (const CLI::Option* option : options.gradient)
+            if (option->count() > 0) refuse(option, "--solver sgd and adam");
+        if (options.momentum->count() > 0) refuse(options.momentum, "--solver sgd");
+        return;
+    }
     if (args.solver == "sdp") {
         // Reads --tol, --max-iters (ADMM) and --time-limit of the convex list; squared loss.
         const auto reads = [&](const CLI::Option* option) { return option == options.tol || option == options.max_iters; };
@@ -336,6 +359,55 @@ int run_relaxation_training(const TrainArgs& args, const SolverOnlyOptions& opti
     return exit_success;
 }
 
+// --depth 3: every flag checked before loading, progress as the two-layer trainer, the
+// summary on stdout.
+int run_three_layer_training(const TrainArgs& args, const SolverOnlyOptions& options, const GlobalOptions& global) {
+    ThreeLayerTrainingSettings settings;
+    if (options.arch->count() > 0) settings.architecture = resolve_architecture(args.arch);
+    if (options.patterns->count() > 0) settings.patterns = args.patterns;
+    if (args.rank > 0) settings.rank = args.rank;
+    settings.seed = args.seed;
+    settings.loss = parse_loss(args.loss);
+    if (args.beta != "auto") settings.beta = parse_beta(args.beta);
+    settings.path_points = args.path_points;
+    if (options.path_max->count() > 0) settings.path_max_ratio = args.path_max;
+    if (options.path_min->count() > 0) settings.path_min_ratio = args.path_min;
+    settings.val_split = args.val_split;
+    settings.rel_gap_tol = args.tol;
+    settings.max_iters = args.max_iters;
+    settings.time_limit_s = args.time_limit;
+    settings.validate();
+    const Dataset data = load_folder_reporting(args.data_dir, args.data, global.progress_mode());
+    if (!global.quiet) settings.on_progress = progress_printer();
+    const ThreeLayerTrainingResult result = train_three_layer_cnn(data, settings);
+    if (!global.quiet && ::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
+    const ConeSolveInfo& info = result.solve.solve;
+    if (info.status == ConeSolverStatus::diverged)
+        std::fprintf(stderr, "cvxcnn: warning: the solver diverged; the model keeps the last certified iterate "
+                             "(relative duality gap %.2e)\n", info.rel_gap);
+    write_model(args.out, result.model);
+    if (args.json) {
+        nlohmann::json out = result.model.training;
+        out["model"] = args.out;
+        out["architecture"] = to_string(result.model.architecture);
+        std::printf("%s\n", out.dump(2).c_str());
+        return exit_success;
+    }
+    std::printf("trained %s with a hidden 1x1 layer (depth 3) on %zu images (%zu held out): %d filters in %d hidden "
+                "units from %zu x %zu patterns%s, beta %.4g\n",
+                to_string(result.model.architecture).c_str(), result.train_samples, result.val_samples,
+                result.model.filters(), result.model.hidden_units(), result.first_patterns, result.second_patterns,
+                result.complete_patterns ? " (complete)" : "", result.beta);
+    std::printf("objective %.6g, dual %.6g, relative duality gap %.2e, cone violation %.1e (%s after %d iterations); "
+                "network objective %.6g\n",
+                info.primal, info.dual, info.rel_gap, info.violation, std::string(to_string(info.status)).c_str(),
+                info.inner_iterations, result.solve.network_objective);
+    std::printf("train accuracy %.2f%%", 100 * result.train_accuracy);
+    if (result.val_accuracy >= 0) std::printf(", validation accuracy %.2f%%", 100 * result.val_accuracy);
+    std::printf(", %.1f s\nwrote %s\n", result.seconds, args.out.c_str());
+    return exit_success;
+}
+
 }  // namespace
 
 CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
@@ -353,11 +425,18 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
                         "relaxation of the infinite-width network, rounded; small n)")
         ->check(CLI::IsMember({"convex", "sgd", "adam", "relaxation", "sdp"}))
         ->capture_default_str();
+    only->depth = command->add_option("--depth", args->depth,
+                        "2: conv -> activation -> pool -> linear; 3: a hidden 1x1 layer with ReLU after the "
+                        "activation, trained by the three-layer convex program (--solver convex, ReLU only; default "
+                        "architecture: one patch over the whole image, conv<H>x<W>s1p0-relu-pool1)")
+        ->check(CLI::Range(2, 3))
+        ->capture_default_str();
     only->arch = command->add_option("--arch", args->arch, "A preset of models/presets.json (default, relu, fast, wide, cifar) or an architecture such as conv3x3s1p1-relu-pool7")->capture_default_str();
     CLI::Option* patterns_option = command->add_option("-P,--patterns", args->patterns, "Sign patterns to sample (generators drawn)")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
     only->convex.push_back(patterns_option);
+    only->patterns = patterns_option;
     only->convex.push_back(command->add_option("--pattern-source", args->pattern_source, "Generators: gaussian N(0, I) or data patches")
         ->check(CLI::IsMember({"gaussian", "data"}))
         ->capture_default_str());
@@ -391,6 +470,10 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
     only->convex.push_back(command->add_option("--max-iters", args->max_iters, "Iteration cap of the chosen beta (its path iterations included; relaxation: gradient steps per neuron)")->capture_default_str());
     only->tol = only->convex.end()[-2];
     only->max_iters = only->convex.end()[-1];
+    only->path_max = command->get_option("--path-max");
+    only->path_min = command->get_option("--path-min");
+    only->three_layer_reads = {only->patterns, command->get_option("--rank"), only->path_max, only->path_min,
+                               command->get_option("--path-points"), only->tol, only->max_iters};
     only->time_limit = command->add_option("--time-limit", args->time_limit, "Seconds for the whole run (0 = none); the model keeps the duality gap "
                                                           "reached (sgd, adam: the weights after the step that passes it)")->capture_default_str();
     only->convex.push_back(command->add_option("--max-memory", args->max_memory, "Refuse runs estimated above this (default 75% of RAM)"));
@@ -436,10 +519,13 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
         "  cvxcnn train datasets/fashion-mnist-sample/train --out adam.cvx --solver adam --lr 1e-3 --epochs 5 "
         "--width 64 --arch relu\n"
         "  cvxcnn train datasets/fashion-mnist-sample/train --out sdp.cvx --solver sdp --val-split 0.8 --beta 1e-3\n"
+        "  cvxcnn train datasets/fashion-mnist-sample/train --out deep.cvx --depth 3 --resize 8x8 --patterns 6 "
+        "--beta 1e-3\n"
         "  cvxcnn eval sample.cvx datasets/fashion-mnist-sample/test");
 
     return [args, only, &global]() -> int {
         check_output_folder(args->out);  // before any loading: a typo must not cost a training run
+        if (args->depth == 3) return run_three_layer_training(*args, *only, global);
         if (args->solver == "relaxation")
             return run_relaxation_training(*args, *only, global);
         if (args->solver == "sdp") return run_sdp_training(*args, *only, global);

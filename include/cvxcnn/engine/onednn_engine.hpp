@@ -10,6 +10,9 @@
 //      the pooling is folded into the linear layer (weights fc[c, f, region(y, x)] / |region|
 //      over the whole m x OH x OW map), because unequal floor bands are no single pooling
 //   -> inner product to the classes -> (probabilities) softmax.
+// Depth 3 (Model::hidden_weight): after the activation a 1x1 convolution {m2, m, 1, 1}
+// without bias, ReLU fused as a post-op; pooling and the inner product then read its m2
+// channels. Its units mix filters, so a depth-3 model always takes the full-map path.
 //
 // Region path. A model recovered from the convex program wires every filter to ONE pooling
 // region: its fc_weight columns are zero for every other region, so only the conv outputs

@@ -6,6 +6,12 @@
 //   -> average pooling over a G x G grid of regions -> m*G*G features
 //   -> linear layer fc_weight * features + fc_bias -> one score per class
 //
+// Depth 3 (the three-layer program, deep/three_layer_program.hpp): an optional second
+// layer between activation and pooling, a 1x1 convolution hidden_weight (m2 x m, no
+// bias) followed by ReLU; pooling and the linear layer then read its m2 channels. A
+// model without hidden_weight is the two-layer network above, so every older file is
+// still the same model.
+//
 // A gated ReLU model also carries its fixed gate filters. m may be 0 (training kept no
 // active filter): such a model predicts from fc_bias alone and is still valid.
 #pragma once
@@ -53,17 +59,26 @@ struct Model {
     Tensor conv_weight;  ///< [m, C, k, k] (OIHW)
     Tensor conv_bias;    ///< [m]
     Tensor gate_weight;  ///< [m, C, k, k] for gated ReLU; empty shape otherwise
-    /// [classes, m*G*G]; feature index = (filter * G + gy) * G + gx, i.e. the NCHW
-    /// flattening of the m x G x G pooled map.
+    /// [m2, m, 1, 1] for a three-layer network (1x1 convolution, then ReLU); empty shape
+    /// for the two-layer one. Only with activation relu.
+    Tensor hidden_weight;
+    /// [classes, m*G*G] (depth 3: [classes, m2*G*G]); feature index = (channel * G + gy)
+    /// * G + gx, i.e. the NCHW flattening of the pooled map.
     Tensor fc_weight;
     Tensor fc_bias;  ///< [classes]
 
     /// m: number of convolution filters (0 if conv_weight is absent).
     [[nodiscard]] int filters() const noexcept;
-    /// m * G * G: length of the feature vector the linear layer reads.
+    /// True when hidden_weight is present: conv -> ReLU -> 1x1 conv -> ReLU -> pool -> linear.
+    [[nodiscard]] bool has_hidden_layer() const noexcept { return !hidden_weight.shape.empty(); }
+    /// m2: channels of the hidden 1x1 layer (0 without one).
+    [[nodiscard]] int hidden_units() const noexcept;
+    /// Channels the pooling reads: m2 with a hidden layer, m otherwise.
+    [[nodiscard]] int pooled_channels() const noexcept { return has_hidden_layer() ? hidden_units() : filters(); }
+    /// pooled_channels() * G * G: length of the feature vector the linear layer reads.
     [[nodiscard]] std::int64_t features() const noexcept;
     [[nodiscard]] int classes() const noexcept { return static_cast<int>(class_names.size()); }
-    /// Number of learned values: elements of all five tensors (gate filters included,
+    /// Number of learned values: elements of all six tensors (gate filters included,
     /// normalization excluded).
     [[nodiscard]] std::size_t parameter_count() const noexcept;
 };
@@ -87,8 +102,10 @@ void validate(const Model& model);
 /// A valid model with `filters` zero filters and a zero linear layer, identity
 /// normalization and an empty training object (tests and the trainer fill it in).
 /// Throws cvxcnn::Error if the architecture does not fit the input or the class names
-/// are invalid.
+/// are invalid. With `hidden_units` (>= 0), a three-layer model with that many zero hidden
+/// units (the architecture's activation must then be relu).
 [[nodiscard]] Model make_model(const Architecture& architecture, const ImageShape& input,
-                               std::vector<std::string> class_names, int filters);
+                               std::vector<std::string> class_names, int filters,
+                               std::optional<int> hidden_units = std::nullopt);
 
 }  // namespace cvxcnn
