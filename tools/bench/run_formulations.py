@@ -10,7 +10,8 @@ For each subset (N training images: N/2 of each class of the pair, or N/10 of ea
   relaxation  the single-neuron convex relaxation, one neuron per class (--beta 0.1 ridge)
   sdp         the SDP relaxation; its lifted size is 2n + d + c, so it trains on SDP_N of the
               images (--val-split holds out the rest)
-  depth3      the three-layer convex program (--depth 3), when this cvxcnn has it
+  depth3      the three-layer convex program (--depth 3); its solver is dense, so the images
+              are resized to 8x8 (train and eval) and 4 x 4 pattern pairs are sampled
 and evaluates every model with `cvxcnn eval` on the test images of the same classes (the
 first --test-n/10 per class, or --test-n/2 per class of the pair). Objectives are each
 method's own (they are different programs), reported as the model file records them.
@@ -48,9 +49,14 @@ def parse_args():
     parser.add_argument("--seed", type=int, default=1, help="seed of every run (default 1)")
     parser.add_argument("--build", default=str(ROOT / "build"), help="build folder with cvxcnn (default build/)")
     parser.add_argument("--out", default="/tmp/formulations", help="output folder (default /tmp/formulations)")
+    methods = ["convex", "sgd", "adam", "relaxation", "sdp", "depth3"]
+    parser.add_argument("--methods", default=",".join(methods), help="comma-separated subset of " + ",".join(methods))
     args = parser.parse_args()
     if args.n < 20 or args.test_n < 20 or not 0 < args.sdp_n <= args.n or args.budget <= 0:
         parser.error("need --n, --test-n >= 20, 0 < --sdp-n <= --n and --budget > 0")
+    args.methods = args.methods.split(",")
+    if not set(args.methods) <= set(methods):
+        parser.error(f"--methods: unknown method in {','.join(args.methods)}")
     if len(args.pair.split(",")) != 2:
         parser.error(f"--pair {args.pair}: expected two class names separated by a comma")
     return args
@@ -103,7 +109,8 @@ def main():
             ("sdp", [*limit, "--solver", "sdp", "--val-split", sdp_val]),
         ]
         if depth3:
-            methods.append(("depth3", [*limit, "--depth", 3, "--checkpoint-every", 0]))
+            methods.append(("depth3", [*limit, "--depth", 3, "--resize", "8x8", "--patterns", 4]))
+        methods = [m for m in methods if m[0] in args.methods]
         for method, extra in methods:
             name = f"{subset}-{method}"
             model = out / "models" / f"{name}.cvx"
@@ -117,7 +124,8 @@ def main():
                 row.update(status=training.get("status", "ok"), objective=training.get("objective"),
                            rel_gap=training.get("relative_duality_gap", training.get("rel_gap")),
                            filters=training.get("filters"), train_accuracy=training.get("train_accuracy"))
-                code, stdout, _ = run_command([cvxcnn, "-q", "eval", model, test_dir, "--json"],
+                resize = ["--resize", "8x8"] if method == "depth3" else []
+                code, stdout, _ = run_command([cvxcnn, "-q", "eval", model, test_dir, "--json", *resize],
                                               out / "logs" / f"{name}.eval.log", 1800)
                 if code == 0:
                     row["test_accuracy"] = json.loads(stdout)["accuracy"]
