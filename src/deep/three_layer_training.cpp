@@ -51,31 +51,16 @@ void ThreeLayerTrainingSettings::validate() const {
         throw Error(ErrorKind::bad_input, "--time-limit: must be >= 0 (0 = none)");
 }
 
-Architecture whole_image_architecture(const ImageShape& shape) {
-    if (shape.height != shape.width)
-        throw Error(ErrorKind::bad_input, "--depth 3: the images are " + std::to_string(shape.height) + "x" +
-                                              std::to_string(shape.width) +
-                                              "; the default whole-image architecture needs square images (kernels "
-                                              "are square): pass --resize or --arch");
-    Architecture architecture;
-    architecture.kernel = shape.height;
-    architecture.stride = 1;
-    architecture.padding = 0;
-    architecture.activation = Activation::relu;
-    architecture.pool_grid = 1;
-    return architecture;
-}
-
 ThreeLayerTrainingResult train_three_layer_cnn(const Dataset& data, const ThreeLayerTrainingSettings& settings) {
     const auto start = Clock::now();
     settings.validate();
     if (data.size() == 0) throw Error(ErrorKind::bad_input, "--depth 3: no images");
-    const Architecture architecture = settings.architecture ? *settings.architecture : whole_image_architecture(data.shape);
+    const Architecture architecture = settings.architecture ? *settings.architecture : whole_image_architecture(data.shape, Activation::relu, "--depth 3");
     validate_for_input(architecture, data.shape);
     if (architecture.activation != Activation::relu)
         throw Error(ErrorKind::bad_input, "--arch " + to_string(architecture) + ": --depth 3 trains ReLU networks only "
                                           "(the three-layer program covers ReLU; gated, leaky and abs are two-layer "
-                                          "programs), e.g. " + to_string(whole_image_architecture(data.shape)));
+                                          "programs), e.g. " + to_string(whole_image_architecture(data.shape, Activation::relu, "--depth 3")));
 
     ThreeLayerTrainingResult result;
     auto [train_indices, val_indices] = split_indices(data.size(), settings.val_split, settings.seed);

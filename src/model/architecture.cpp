@@ -202,6 +202,21 @@ std::string to_string(const Architecture& a) {
     return text;
 }
 
+Architecture whole_image_architecture(const ImageShape& shape, Activation activation, std::string_view trainer) {
+    if (shape.height != shape.width)
+        throw Error(ErrorKind::bad_input, std::string(trainer) + ": the images are " + std::to_string(shape.height) +
+                                              "x" + std::to_string(shape.width) +
+                                              "; its whole-image network needs square images (kernels are square): "
+                                              "pass --resize");
+    Architecture architecture;
+    architecture.kernel = shape.height;
+    architecture.stride = 1;
+    architecture.padding = 0;
+    architecture.activation = activation;
+    architecture.pool_grid = 1;
+    return architecture;
+}
+
 void validate_for_input(const Architecture& a, const ImageShape& input) {
     const std::string text = to_string(a);
     check_structure(a, text);

@@ -24,18 +24,7 @@ double accuracy(const Model& model, const Dataset& data) {
 }  // namespace
 
 Architecture whole_image_neuron(const ImageShape& shape) {
-    if (shape.height != shape.width)
-        throw Error(ErrorKind::bad_input, "--solver relaxation: the images are " + std::to_string(shape.height) + "x" +
-                                              std::to_string(shape.width) +
-                                              "; its whole-image neuron needs square images (kernels are square): "
-                                              "pass --resize");
-    Architecture architecture;
-    architecture.kernel = shape.height;
-    architecture.stride = 1;
-    architecture.padding = 0;
-    architecture.activation = Activation::relu;
-    architecture.pool_grid = 1;
-    return architecture;
+    return whole_image_architecture(shape, Activation::relu, "--solver relaxation");
 }
 
 RelaxationTrainingResult train_relaxation_cnn(const Dataset& data, const RelaxationTrainingSettings& settings) {

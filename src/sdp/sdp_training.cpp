@@ -51,18 +51,7 @@ void SdpTrainingSettings::validate() const {
 }
 
 Architecture whole_image_network(const ImageShape& shape, Activation activation) {
-    if (shape.height != shape.width)
-        throw Error(ErrorKind::bad_input, "--solver sdp: the images are " + std::to_string(shape.height) + "x" +
-                                              std::to_string(shape.width) +
-                                              "; its whole-image network needs square images (kernels are square): "
-                                              "pass --resize");
-    Architecture architecture;
-    architecture.kernel = shape.height;
-    architecture.stride = 1;
-    architecture.padding = 0;
-    architecture.activation = activation;
-    architecture.pool_grid = 1;
-    return architecture;
+    return whole_image_architecture(shape, activation, "--solver sdp");
 }
 
 SdpTrainingResult train_sdp_cnn(const Dataset& data, const SdpTrainingSettings& settings) {

@@ -62,10 +62,6 @@ struct ThreeLayerTrainingResult {
     nlohmann::json path = nlohmann::json::array();
 };
 
-/// The architecture --depth 3 uses without --arch: one ReLU patch over the whole (square)
-/// image and global pooling. Throws cvxcnn::Error (bad_input) for non-square images.
-[[nodiscard]] Architecture whole_image_architecture(const ImageShape& shape);
-
 /// Trains on raw (pixel/255) images. Throws cvxcnn::Error: bad_input naming --arch for a
 /// non-ReLU architecture, --beta for auto without a validation split; limit naming --rank
 /// or --patterns when the program would be too large.

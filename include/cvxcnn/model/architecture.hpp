@@ -52,5 +52,11 @@ struct Architecture {
 /// Throws cvxcnn::Error if the architecture cannot run on images of this shape
 /// (kernel larger than the padded input, more pooling regions than output positions, ...).
 void validate_for_input(const Architecture& architecture, const ImageShape& input);
+/// conv<H>x<H>s1p0-<activation>-pool1: one convolution position reading the whole image, i.e.
+/// the fully connected network of the papers, which the relaxation, SDP and three-layer
+/// trainers default to. Throws cvxcnn::Error (bad_input) for non-square images (kernels are
+/// square), naming `trainer` (e.g. "--solver sdp") and --resize.
+[[nodiscard]] Architecture whole_image_architecture(const ImageShape& shape, Activation activation,
+                                                    std::string_view trainer);
 
 }  // namespace cvxcnn
