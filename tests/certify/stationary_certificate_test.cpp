@@ -22,30 +22,11 @@
 #include "cvxcnn/train/network_gradient.hpp"
 #include "cvxcnn/train/sgd_training.hpp"
 #include "export/test_models.hpp"
+#include "test_support.hpp"
 
 using namespace cvxcnn;
 
 namespace {
-
-// Three classes of 6x6 gray images: a bright bar (horizontal, vertical, diagonal) in noise.
-Dataset bars(int per_class, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> noise(0.0f, 0.4f);
-    Dataset data;
-    data.shape = {1, 6, 6};
-    data.class_names = {"diagonal", "horizontal", "vertical"};
-    for (int c = 0; c < 3; ++c)
-        for (int i = 0; i < per_class; ++i) {
-            const int at = static_cast<int>(rng() % 6);
-            for (int y = 0; y < 6; ++y)
-                for (int x = 0; x < 6; ++x) {
-                    const bool on = c == 0 ? x == y : c == 1 ? y == at : x == at;
-                    data.images.push_back(noise(rng) + (on ? 0.6f : 0.0f));
-                }
-            data.labels.push_back(c);
-        }
-    return data;
-}
 
 // Two classes of 3 x 1 x 2 images from a fixed nonlinear rule (strong_duality_test.cpp).
 Dataset two_classes(int n, unsigned seed) {
@@ -80,7 +61,7 @@ TrainingResult convex_model(const std::string& architecture, Loss loss) {
     settings.rel_gap_tol = 1e-6;
     settings.max_iters = 20000;
     settings.time_limit_s = 0;
-    return train_convex_cnn(bars(10, 4), settings);
+    return train_convex_cnn(test::bar_images(10, 4), settings);
 }
 
 void expect_chain(const StationaryCertificate& c) {
@@ -116,7 +97,7 @@ TEST(StationaryCertificate, ConvexTrainedModelIsTheOptimumOfItsOwnProgram) {
         SCOPED_TRACE(std::string(to_string(loss)));
         const TrainingResult trained = convex_model("conv3x3s1p1-gated-pool2", loss);
         ASSERT_EQ(trained.solve.status, SolverStatus::solved);
-        const Dataset data = bars(10, 4);
+        const Dataset data = test::bar_images(10, 4);
         const StationaryCertificate c = certify_network(trained.model, certification_data(trained.model, data));
         EXPECT_EQ(c.program, CertifiedProgram::per_head);
         EXPECT_TRUE(c.per_head_network);
