@@ -139,4 +139,10 @@ int count_lines(const std::string& text) {
     return lines;
 }
 
+void expect_one_line_error(const CommandResult& result, int exit_code, const std::string& culprit) {
+    EXPECT_EQ(result.exit_code, exit_code) << result.err;
+    EXPECT_EQ(count_lines(result.err), 1) << result.err;
+    EXPECT_NE(result.err.find(culprit), std::string::npos) << result.err;
+}
+
 }  // namespace cvxcnn::test

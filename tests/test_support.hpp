@@ -60,6 +60,10 @@ std::string expect_file_error(const std::function<void()>& action, ErrorKind kin
 /// Number of lines in text (a last line without '\n' counts).
 [[nodiscard]] int count_lines(const std::string& text);
 
+/// The CLI's contract for a refused run: exit code `exit_code` and exactly one line on
+/// stderr that names `culprit` (a flag or a file); gtest failures otherwise.
+void expect_one_line_error(const CommandResult& result, int exit_code, const std::string& culprit);
+
 template <typename F>
 void write_png_pattern(const std::filesystem::path& path, int height, int width, int channels, F value) {
     std::vector<std::uint8_t> hwc(static_cast<std::size_t>(height) * width * channels);

@@ -48,11 +48,8 @@ TEST(TrainRelaxationCli, OptionsOfOtherTrainersAndOtherArchitecturesAreRefused) 
              {{"--beta", "auto"}, "--beta"}}) {
         std::vector<std::string> args = {"train", data, "--out", out, "--solver", "relaxation"};
         args.insert(args.end(), extra.begin(), extra.end());
-        const auto result = run_cli(args);
         SCOPED_TRACE(flag);
-        EXPECT_EQ(result.exit_code, 2);
-        EXPECT_EQ(count_lines(result.err), 1) << result.err;
-        EXPECT_NE(result.err.find(flag), std::string::npos) << result.err;
+        test::expect_one_line_error(run_cli(args), 2, flag);
     }
     const auto arch = run_cli({"train", data, "--out", out, "--solver", "relaxation", "--arch", "conv3x3s1p1-relu-pool2"});
     EXPECT_EQ(arch.exit_code, 1);

@@ -74,11 +74,8 @@ TEST(TrainSdpCli, OptionsOfOtherTrainersAndOversizedProblemsAreRefused) {
              {{"--beta", "auto"}, "--beta"}}) {
         std::vector<std::string> args = {"train", data, "--out", out, "--solver", "sdp"};
         args.insert(args.end(), extra.begin(), extra.end());
-        const auto result = run_cli(args);
         SCOPED_TRACE(flag);
-        EXPECT_EQ(result.exit_code, 2);
-        EXPECT_EQ(count_lines(result.err), 1) << result.err;
-        EXPECT_NE(result.err.find(flag), std::string::npos) << result.err;
+        test::expect_one_line_error(run_cli(args), 2, flag);
     }
     const auto other_solver = run_cli({"train", data, "--out", out, "--solver", "relaxation", "--sdp-dim", "4"});
     EXPECT_EQ(other_solver.exit_code, 2);
