@@ -14,6 +14,7 @@
 #include <oneapi/tbb/parallel_for.h>
 
 #include "cvxcnn/util/error.hpp"
+#include "solvers/feature_products.hpp"
 
 namespace cvxcnn {
 
@@ -24,12 +25,18 @@ using RowMatrixFMap = Eigen::Map<const RowMatrixF, 0, Eigen::OuterStride<>>;
 
 // Fixed partitions: every task's result depends only on its block, never on which thread
 // runs it or how many there are, so the iterates are bitwise reproducible.
-constexpr Index rows_per_task = 256;      // rows of F (and Z, G) per task of F U and of the loss
-constexpr Index columns_per_task = 256;   // columns of F (rows of F^T G) per task of F^T G
+constexpr Index rows_per_task = 256;  // rows of Z and G per task of the row-separable sums
 // F^T G: float partial products over this many rows, summed in double. Their rounding
 // bounds the relative duality gap reachable at small beta (about 1e-5 at beta_max / 500
-// on Gaussian features); smaller blocks slow the product down (Eigen's packing).
+// on Gaussian features).
 constexpr Index rows_per_partial = 512;
+// Rows of F used by both products of a pass while they are still in L1/L2 (16 rows of
+// 7,056 float columns are 450 KB).
+constexpr Index rows_per_block = 16;
+// Row ranges of a pass, each summing its F^T G in its own double accumulator: enough to
+// balance the threads, few enough that the accumulators (classes x columns doubles each)
+// stay small.
+constexpr Index pass_slots = 8;
 
 // Prox steps tried per iteration before the line search counts as failed (scnn: 50 at 0.8).
 constexpr int max_backtracks = 60;
@@ -78,6 +85,9 @@ Eigen::MatrixXd group_norms(const Eigen::MatrixBase<Derived>& weights, int h) {
 }
 
 /// The numerical core of one problem: the two products and the row-separable loss terms.
+/// Both products run as passes over F (pass()): the solver's proximal step computes F d
+/// and, for the rows just multiplied, the loss gradient at the next extrapolation point and
+/// its F^T G, so each iteration reads F from memory once instead of twice.
 class Evaluator {
 public:
     explicit Evaluator(const GroupLassoProblem& problem)
@@ -89,105 +99,90 @@ public:
     [[nodiscard]] int classes() const noexcept { return classes_; }
     [[nodiscard]] int block_width() const noexcept { return h_; }
 
-    /// Z = F U (n x C): one task per block of rows of F, each a float GEMM into its own
-    /// rows, widened to double (logits are kept and combined in double).
+    /// Z = F U (n x C): float products widened to double (logits are kept and combined in double).
     void forward(const RowMatrixF& u, RowMatrixD& z) const {
         z.resize(n_, classes_);
-        const Index tasks = task_count(n_, rows_per_task);
-        oneapi::tbb::parallel_for(Index{0}, tasks, [&](Index task) {
-            const Index begin = task * rows_per_task;
-            const Index rows = std::min(n_, begin + rows_per_task) - begin;
-            RowMatrixF block(rows, classes_);
-            block.noalias() = f_.middleRows(begin, rows) * u;
-            z.middleRows(begin, rows) = block.cast<double>();
+        const RowMatrixF ut = u.transpose();
+        (void)pass<0>(&ut, nullptr, nullptr, [&](Index begin, Index end, const float* zf) {
+            copy_rows(zf, begin, end, z);
+            return std::array<double, 0>{};
         });
     }
 
-    /// grad = F^T G ((B*h) x C): one task per block of columns of F (its rows of the
-    /// gradient); along the n rows, float GEMMs of rows_per_partial rows summed in double.
+    /// grad = F^T G ((B*h) x C).
     void backward(const RowMatrixF& g, RowMatrixF& grad) const {
-        grad.resize(columns_, classes_);
-        const Index tasks = task_count(columns_, columns_per_task);
-        oneapi::tbb::parallel_for(Index{0}, tasks, [&](Index task) {
-            const Index begin = task * columns_per_task;
-            const Index width = std::min(columns_, begin + columns_per_task) - begin;
-            RowMatrixD sum = RowMatrixD::Zero(width, classes_);
-            RowMatrixF partial(width, classes_);
-            for (Index row = 0; row < n_; row += rows_per_partial) {
-                const Index rows = std::min(n_, row + rows_per_partial) - row;
-                const RowMatrixFMap block(f_.data() + row * columns_ + begin, rows, width,
-                                          Eigen::OuterStride<>(columns_));
-                partial.noalias() = block.transpose() * g.middleRows(row, rows);
-                sum += partial.cast<double>();
-            }
-            grad.middleRows(begin, width) = sum.cast<float>();
-        });
+        (void)pass<0>(nullptr, &g, &grad, [](Index, Index, const float*) { return std::array<double, 0>{}; });
     }
 
     /// L(Z), and G = dL/dZ when g is given.
     double loss(const RowMatrixD& z, RowMatrixF* g) const {
         if (g) g->resize(n_, classes_);
-        const double inv_n = 1.0 / static_cast<double>(n_);
         const auto total = sum_over_rows<1>(n_, [&](Index begin, Index end) {
             std::vector<double> p(static_cast<std::size_t>(classes_));
             double sum = 0.0;
-            for (Index j = begin; j < end; ++j) {
-                const int y = labels_[static_cast<std::size_t>(j)];
-                if (loss_ == Loss::cross_entropy) {
-                    const double lse = softmax_row(z, j, p);
-                    sum += lse - z(j, y);
-                    if (g)
-                        for (int c = 0; c < classes_; ++c)
-                            (*g)(j, c) = static_cast<float>((p[c] - (c == y ? 1.0 : 0.0)) * inv_n);
-                } else {
-                    for (int c = 0; c < classes_; ++c) {
-                        const double r = z(j, c) - (c == y ? 1.0 : 0.0);
-                        sum += 0.5 * r * r;
-                        if (g) (*g)(j, c) = static_cast<float>(r * inv_n);
-                    }
-                }
-            }
+            for (Index j = begin; j < end; ++j) sum += row_loss(z, j, p, g);
             return std::array<double, 1>{sum};
         });
-        return total[0] * inv_n;
+        return total[0] / static_cast<double>(n_);
     }
 
-    /// Zp = Zv + Zd and {L(Zp) - L(Zv) - <dL/dZ(Zv), Zd>, L(Zp)}: the sufficient-decrease
-    /// quantity f(w+) - f(v) - <grad f(v), w+ - v> with Zd = F (w+ - v), as a Bregman
-    /// divergence in Z-space (a sum of nonnegative row terms). Zd is computed from the step
-    /// itself, so it has the relative accuracy of the step; L(F w+) - L(F v) from two float
-    /// products would have rounding errors of the order of eps |Z|, which near the
-    /// optimum exceed the quadratic term and shrink the step to nothing.
-    /// Cross-entropy row term: log(sum_c p_c exp(x_c)) with x = zd - <p, zd>, p = softmax(zv).
-    std::pair<double, double> bregman(const RowMatrixD& zv, const RowMatrixD& zd, RowMatrixD& zp) const {
+    /// The proximal step's pass. With Zd = F d (d = w+ - v): Zp = Zv + Zd and
+    /// {L(Zp) - L(Zv) - <dL/dZ(Zv), Zd>, L(Zp)}, the sufficient-decrease quantity
+    /// f(w+) - f(v) - <grad f(v), w+ - v> as a Bregman divergence in Z-space (a sum of
+    /// nonnegative row terms). Zd is computed from the step itself, so it has the relative
+    /// accuracy of the step; L(F w+) - L(F v) from two float products would have rounding
+    /// errors of the order of eps |Z|, which near the optimum exceed the quadratic term and
+    /// shrink the step to nothing.
+    /// In the same pass, assuming the step will be accepted: the logits of the next
+    /// extrapolation point Zn = Zp + momentum (Zp - Zw) (Zn = Zp at a restart), Gn = dL/dZ(Zn)
+    /// and grad_n = F^T Gn, the next iteration's gradient.
+    std::pair<double, double> step(const RowMatrixF& d, const RowMatrixD& zv, const RowMatrixD& zw, bool restart,
+                                   double momentum, RowMatrixD& zp, RowMatrixD& zn, RowMatrixF& gn,
+                                   RowMatrixF& grad_n) const {
         zp.resize(n_, classes_);
-        const double inv_n = 1.0 / static_cast<double>(n_);
-        const auto total = sum_over_rows<2>(n_, [&](Index begin, Index end) {
+        zn.resize(n_, classes_);
+        gn.resize(n_, classes_);
+        const RowMatrixF dt = d.transpose();
+        const auto total = pass<2>(&dt, &gn, &grad_n, [&](Index begin, Index end, const float* zd) {
             std::vector<double> p(static_cast<std::size_t>(classes_));
             double divergence = 0.0, loss = 0.0;
             for (Index j = begin; j < end; ++j) {
-                const int y = labels_[static_cast<std::size_t>(j)];
-                for (int c = 0; c < classes_; ++c) zp(j, c) = zv(j, c) + zd(j, c);
-                if (loss_ == Loss::cross_entropy) {
-                    (void)softmax_row(zv, j, p);
-                    double mean = 0.0;
-                    for (int c = 0; c < classes_; ++c) mean += p[c] * zd(j, c);
-                    double excess = 0.0;
-                    for (int c = 0; c < classes_; ++c) excess += p[c] * std::expm1(zd(j, c) - mean);
-                    divergence += std::log1p(excess);
-                    const double lse = softmax_row(zp, j, p);
-                    loss += lse - zp(j, y);
-                } else {
-                    for (int c = 0; c < classes_; ++c) {
-                        const double r = zp(j, c) - (c == y ? 1.0 : 0.0);
-                        divergence += 0.5 * zd(j, c) * zd(j, c);
-                        loss += 0.5 * r * r;
-                    }
-                }
+                const float* zd_j = zd + (j - begin) * classes_;
+                for (int c = 0; c < classes_; ++c) zp(j, c) = zv(j, c) + static_cast<double>(zd_j[c]);
+                divergence += row_divergence(zv, j, zd_j, p);
+                if (restart)
+                    zn.row(j) = zp.row(j);
+                else
+                    for (int c = 0; c < classes_; ++c) zn(j, c) = zp(j, c) + momentum * (zp(j, c) - zw(j, c));
+                loss += row_loss(zp, j, p, nullptr);
+                (void)row_loss(zn, j, p, &gn);
             }
             return std::array<double, 2>{divergence, loss};
         });
+        const double inv_n = 1.0 / static_cast<double>(n_);
         return {total[0] * inv_n, total[1] * inv_n};
+    }
+
+    /// A certificate's pass: z_out = F u and L(z_out) (returned), and, when g_at is given,
+    /// G = dL/dZ(*g_at) and grad = F^T G in the same pass (g_at = &z_out is allowed: each
+    /// block's logits are written before its G is computed).
+    double checked_point(const RowMatrixF& u, RowMatrixD& z_out, const RowMatrixD* g_at, RowMatrixF& g,
+                         RowMatrixF& grad) const {
+        z_out.resize(n_, classes_);
+        if (g_at) g.resize(n_, classes_);
+        const RowMatrixF ut = u.transpose();
+        const auto total = pass<1>(&ut, g_at ? &g : nullptr, g_at ? &grad : nullptr,
+                                   [&](Index begin, Index end, const float* zf) {
+                                       std::vector<double> p(static_cast<std::size_t>(classes_));
+                                       copy_rows(zf, begin, end, z_out);
+                                       double loss = 0.0;
+                                       for (Index j = begin; j < end; ++j) {
+                                           loss += row_loss(z_out, j, p, nullptr);
+                                           if (g_at) (void)row_loss(*g_at, j, p, &g);
+                                       }
+                                       return std::array<double, 1>{loss};
+                                   });
+        return total[0] / static_cast<double>(n_);
     }
 
     /// D = -L*(Theta) at Theta = s G (SOLVERS.md 5.11), in double, G = dL/dZ at some point.
@@ -216,6 +211,95 @@ public:
     }
 
 private:
+    /// One pass over F, rows in a fixed partition: pass_slots ranges of whole chunks of
+    /// rows_per_partial rows, each chunk in blocks of rows_per_block rows. For every block:
+    /// Zf = F_rows U (float, if ut = U^T is given); then rows(begin, end, Zf) returns K
+    /// partial sums and fills the block's rows of *g; then (if grad is given) the block's
+    /// F_rows^T G_rows goes into the chunk's float partial. Chunks' partials are summed in
+    /// double per slot, slots in order: the same bits for any thread count.
+    template <std::size_t K, typename RowKernel>
+    std::array<double, K> pass(const RowMatrixF* ut, const RowMatrixF* g, RowMatrixF* grad, RowKernel&& rows) const {
+        const Index chunks = task_count(n_, rows_per_partial);
+        const Index slots = std::min(pass_slots, chunks);
+        std::vector<std::array<double, K>> chunk_sums(static_cast<std::size_t>(chunks));
+        std::vector<RowMatrixD> slot_sums(grad ? static_cast<std::size_t>(slots) : 0);
+        oneapi::tbb::parallel_for(Index{0}, slots, [&](Index slot) {
+            RowMatrixF partial;
+            if (grad) {
+                partial.resize(classes_, columns_);
+                slot_sums[static_cast<std::size_t>(slot)].setZero(classes_, columns_);
+            }
+            std::vector<float> zf(ut ? static_cast<std::size_t>(rows_per_block * classes_) : 0);
+            for (Index chunk = chunks * slot / slots; chunk < chunks * (slot + 1) / slots; ++chunk) {
+                const Index chunk_begin = chunk * rows_per_partial;
+                const Index chunk_end = std::min(n_, chunk_begin + rows_per_partial);
+                if (grad) partial.setZero();
+                std::array<double, K> sums{};
+                for (Index begin = chunk_begin; begin < chunk_end; begin += rows_per_block) {
+                    const Index end = std::min(chunk_end, begin + rows_per_block);
+                    const float* f_rows = f_.data() + begin * columns_;
+                    if (ut) detail::product_rows(f_rows, columns_, end - begin, columns_, ut->data(), classes_, zf.data());
+                    const std::array<double, K> block = rows(begin, end, ut ? zf.data() : nullptr);
+                    for (std::size_t k = 0; k < K; ++k) sums[k] += block[k];
+                    if (grad)
+                        detail::add_transpose_product(f_rows, columns_, end - begin, columns_,
+                                                      g->data() + begin * classes_, classes_, partial.data());
+                }
+                chunk_sums[static_cast<std::size_t>(chunk)] = sums;
+                if (grad) slot_sums[static_cast<std::size_t>(slot)] += partial.cast<double>();
+            }
+        });
+        if (grad) {
+            for (Index slot = 1; slot < slots; ++slot) slot_sums[0] += slot_sums[static_cast<std::size_t>(slot)];
+            *grad = slot_sums[0].transpose().cast<float>();
+        }
+        std::array<double, K> total{};
+        for (const auto& sums : chunk_sums)
+            for (std::size_t k = 0; k < K; ++k) total[k] += sums[k];
+        return total;
+    }
+
+    void copy_rows(const float* zf, Index begin, Index end, RowMatrixD& z) const {
+        for (Index j = begin; j < end; ++j)
+            for (int c = 0; c < classes_; ++c) z(j, c) = static_cast<double>(zf[(j - begin) * classes_ + c]);
+    }
+
+    /// Row j's loss term at logits z, and (if g) its gradient row (1/n) dL_j/dz_j into row j of *g.
+    double row_loss(const RowMatrixD& z, Index j, std::vector<double>& p, RowMatrixF* g) const {
+        const double inv_n = 1.0 / static_cast<double>(n_);
+        const int y = labels_[static_cast<std::size_t>(j)];
+        if (loss_ == Loss::cross_entropy) {
+            const double lse = softmax_row(z, j, p);
+            if (g)
+                for (int c = 0; c < classes_; ++c)
+                    (*g)(j, c) = static_cast<float>((p[c] - (c == y ? 1.0 : 0.0)) * inv_n);
+            return lse - z(j, y);
+        }
+        double sum = 0.0;
+        for (int c = 0; c < classes_; ++c) {
+            const double r = z(j, c) - (c == y ? 1.0 : 0.0);
+            sum += 0.5 * r * r;
+            if (g) (*g)(j, c) = static_cast<float>(r * inv_n);
+        }
+        return sum;
+    }
+
+    /// Row j's Bregman term of the loss between Zv and Zv + Zd (see step()).
+    /// Cross-entropy: log(sum_c p_c exp(x_c)) with x = zd - <p, zd>, p = softmax(zv).
+    double row_divergence(const RowMatrixD& zv, Index j, const float* zd, std::vector<double>& p) const {
+        if (loss_ == Loss::cross_entropy) {
+            (void)softmax_row(zv, j, p);
+            double mean = 0.0;
+            for (int c = 0; c < classes_; ++c) mean += p[c] * static_cast<double>(zd[c]);
+            double excess = 0.0;
+            for (int c = 0; c < classes_; ++c) excess += p[c] * std::expm1(static_cast<double>(zd[c]) - mean);
+            return std::log1p(excess);
+        }
+        double sum = 0.0;
+        for (int c = 0; c < classes_; ++c) sum += 0.5 * static_cast<double>(zd[c]) * static_cast<double>(zd[c]);
+        return sum;
+    }
+
     /// p = softmax(z_j) in double; returns logsumexp(z_j).
     double softmax_row(const RowMatrixD& z, Index j, std::vector<double>& p) const {
         double top = -std::numeric_limits<double>::infinity();
@@ -416,10 +500,9 @@ struct PointEvaluation {
 };
 
 PointEvaluation evaluate_at(const Evaluator& eval, const RowMatrixF& weights) {
+    // The certificate's own pass, so that the primal value is the solver's to the last bit.
     PointEvaluation point;
-    eval.forward(weights, point.z);
-    point.loss = eval.loss(point.z, &point.g);
-    eval.backward(point.g, point.grad);
+    point.loss = eval.checked_point(weights, point.z, &point.z, point.g, point.grad);
     return point;
 }
 
@@ -546,12 +629,16 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     // At a check the returned weights are float(w): their objective comes from a fresh
     // product, the dual point from the cached Z(w) (any dual point gives a valid bound).
     RowMatrixD w, v, wp;
-    RowMatrixF d, gv, grad_v, gw, grad_w;
-    RowMatrixD zw, zv, zp, zd, z_out;
+    RowMatrixF d, gv, grad_v, gn, grad_n, gw, grad_w;
+    RowMatrixD zw, zv, zp, zn, z_out;
     double t = 1.0;
     double eta = settings.initial_step;
     double initial_objective = 0.0;
     bool v_is_w = true;  // at the start and after a restart: the check's gradient at w is the step's at v
+    // grad_v = F^T gv, gv = dL/dZ(zv), are current: computed by the last step's pass for the
+    // point it was to extrapolate to. Not part of SolverState: a resumed solve recomputes
+    // them with the same arithmetic.
+    bool have_grad_v = false;
     double best_dual = -std::numeric_limits<double>::infinity();
     int first_k = 0;
     if (resuming) {
@@ -573,14 +660,19 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         zv = zw;
     }
 
-    // Certifies float(w), left in `weights`; appends the trace row.
+    // Certifies float(w), left in `weights`; appends the trace row. One pass over F: the
+    // fresh F float(w) for the primal and, unless the step's pass already has it (v = w),
+    // the gradient at w for the dual point.
     const auto check_point = [&](int iteration) {
         weights = w.cast<float>();
-        eval.forward(weights, z_out);
-        const double primal = eval.loss(z_out, nullptr) + beta * group_norms(weights, h).sum();
-        (void)eval.loss(zw, &gw);
-        eval.backward(gw, grad_w);
-        info.products += 2;
+        const bool reuse = v_is_w && have_grad_v;
+        const double loss = eval.checked_point(weights, z_out, reuse ? nullptr : &zw, gw, grad_w);
+        info.products += reuse ? 1 : 2;
+        if (reuse) {
+            gw = gv;
+            grad_w = grad_v;
+        }
+        const double primal = loss + beta * group_norms(weights, h).sum();
         // The scaled gradient's dual value oscillates with FISTA's momentum; every one is a
         // valid lower bound, so the best so far certifies.
         best_dual = std::max(best_dual, scaled_gradient_dual(eval, beta, gw, grad_w));
@@ -613,25 +705,36 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
             else if (k >= settings.max_iters) info.status = SolverStatus::max_iters_reached;
             else if (time_up) info.status = SolverStatus::time_limit_reached;
             if (converged || !keep_going || last) break;
-            if (v_is_w) std::swap(grad_v, grad_w);
+            if (v_is_w && !have_grad_v) {
+                std::swap(gv, gw);
+                std::swap(grad_v, grad_w);
+                have_grad_v = true;
+            }
         }
 
-        // Gradient at the extrapolation point, unless the check just computed it.
-        if (!(check && v_is_w)) {
+        // Gradient at the extrapolation point when no pass has computed it (a fresh start, a
+        // resumed solve).
+        if (!have_grad_v) {
             (void)eval.loss(zv, &gv);
             eval.backward(gv, grad_v);
             ++info.products;
+            have_grad_v = true;
         }
 
-        // Backtracking through the prox (SOLVERS.md 5.3 step 2), tested in Z-space.
+        // Backtracking through the prox (SOLVERS.md 5.3 step 2), tested in Z-space. Each step
+        // tried is one pass over F, which also computes the gradient of the next iteration
+        // in case the step is accepted (momentum with the gradient-mapping restart, steps 3
+        // and 4, decided by the candidate before the pass).
         double divergence = 0.0, loss_p = 0.0, step_sq = 0.0;
-        bool accepted = false;
+        bool accepted = false, restart = false;
+        const double t_next = 0.5 * (1.0 + std::sqrt(1.0 + 4.0 * t * t));
+        const double momentum = (t - 1.0) / t_next;
         for (int attempt = 0; attempt < max_backtracks && !accepted; ++attempt) {
             prox_step(v, grad_v, eta, beta, h, wp);
+            restart = settings.restart && ((wp - w).array() * (v - wp).array()).sum() > 0.0;
             d = (wp - v).cast<float>();
-            eval.forward(d, zd);
-            ++info.products;
-            std::tie(divergence, loss_p) = eval.bregman(zv, zd, zp);
+            std::tie(divergence, loss_p) = eval.step(d, zv, zw, restart, momentum, zp, zn, gn, grad_n);
+            info.products += 2;
             step_sq = (wp - v).squaredNorm();
             accepted = std::isfinite(divergence) && std::isfinite(loss_p) && divergence <= step_sq / (2.0 * eta);
             if (!accepted) {
@@ -651,21 +754,19 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         // Lassplore growth: the quadratic model was 5x too pessimistic (step 5).
         if (step_sq > 5.0 * 2.0 * eta * divergence) eta *= settings.growth;
 
-        // Momentum with the gradient-mapping restart (steps 3 and 4).
-        if (settings.restart && ((wp - w).array() * (v - wp).array()).sum() > 0.0) {
+        if (restart) {
             t = 1.0;
             v = wp;
-            zv = zp;
             v_is_w = true;
             ++info.restarts;
         } else {
-            const double t_next = 0.5 * (1.0 + std::sqrt(1.0 + 4.0 * t * t));
-            const double momentum = (t - 1.0) / t_next;
             v = wp + momentum * (wp - w);
-            zv = zp + momentum * (zp - zw);
             t = t_next;
             v_is_w = false;
         }
+        std::swap(zv, zn);
+        std::swap(gv, gn);
+        std::swap(grad_v, grad_n);
         std::swap(w, wp);
         std::swap(zw, zp);
     }

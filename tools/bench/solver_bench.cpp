@@ -9,8 +9,11 @@
 //     dnnl_sgemm (its own OpenMP threads) and Eigen's kernel run on TBB over blocks of 256
 //     rows (the way the solver runs it): the machine's dense float GEMM rate.
 // shape/onednn_FU, shape/onednn_FtG: dnnl_sgemm on the solver's own shapes (F is N x D,
-//     U is D x C, G is N x C): what a tuned library reaches when C is small, which makes
-//     the products read F from memory once per 2 C flops per entry, i.e. memory-bound.
+//     U is D x C, G is N x C): what a tuned general library reaches when C is small (each
+//     product alone reads F from memory for 2 C flops per 4-byte entry).
+// memory/read_F: one read of F (a TBB sum), GB/s: with the solver's fused pass (F U and
+//     F^T G on each block of rows while it is in cache, 4 C flops per 4-byte entry), the
+//     roofline is C x this bandwidth in GFLOP/s.
 // solver: solve_group_lasso on random features (N = 20,000 rows, D = 7,056 = 16 patterns
 //     x 49 regions x 9, C = 10 classes: Fashion-MNIST's default problem on a third of its
 //     images) for K = 20 iterations; GFLOP/s = 2 N D C x SolveInfo::products / solve time,
@@ -74,6 +77,20 @@ void eigen_sgemm(const RowMatrixF& a, const RowMatrixF& b, RowMatrixF& c) {
         const Eigen::Index begin = task * block, rows = std::min(a.rows(), begin + block) - begin;
         c.middleRows(begin, rows).noalias() = a.middleRows(begin, rows) * b;
     });
+}
+
+// Sum of every entry, one TBB task per block of 256 rows: reads m from memory once.
+double read_all(const RowMatrixF& m) {
+    constexpr Eigen::Index block = 256;
+    const Eigen::Index tasks = (m.rows() + block - 1) / block;
+    std::vector<double> sums(static_cast<std::size_t>(tasks));
+    oneapi::tbb::parallel_for(Eigen::Index{0}, tasks, [&](Eigen::Index task) {
+        const Eigen::Index begin = task * block, rows = std::min(m.rows(), begin + block) - begin;
+        sums[static_cast<std::size_t>(task)] = static_cast<double>(m.middleRows(begin, rows).sum());
+    });
+    double total = 0.0;
+    for (const double s : sums) total += s;
+    return total;
 }
 
 // Times `call` (returning its flops) over the benchmark loop; reports GFLOP/s of wall time.
@@ -158,6 +175,20 @@ int run(int argc, char** argv) {
         measure(state, [&] { onednn_sgemm(true, features, g, grad); return product_flops; }, rates, "shape/onednn_FtG");
     })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
+    // The memory roofline: F read once, summed (a TBB task per block of 256 rows).
+    benchmark::RegisterBenchmark("memory/read_F", [&](benchmark::State& state) {
+        const double bytes = static_cast<double>(features.size()) * sizeof(float);
+        double total_bytes = 0.0, seconds = 0.0;
+        for (auto _ : state) {
+            const auto start = Clock::now();
+            benchmark::DoNotOptimize(read_all(features));
+            seconds += seconds_since(start);
+            total_bytes += bytes;
+        }
+        state.counters["GBps"] = total_bytes / seconds * 1e-9;
+        rates["memory/read_F"] = total_bytes / seconds * 1e-9;
+    })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+
     benchmark::RegisterBenchmark("solver", [&](benchmark::State& state) {
         SolverSettings settings;
         settings.beta = 0.05 * beta_max(problem);
@@ -189,6 +220,13 @@ int run(int argc, char** argv) {
     if (rate("solver") > 0 && sgemm > 0)
         std::printf("solver %.1f GFLOP/s = %.0f%% of the machine's sgemm (%.1f GFLOP/s, best of oneDNN and Eigen)\n",
                     rate("solver"), 100 * rate("solver") / sgemm, sgemm);
+    // One pass of the solver multiplies every 4-byte entry of F by C weights and by C loss
+    // gradients (4 C flops): at the read bandwidth it cannot exceed C flops per byte.
+    const double roofline = classes * rate("memory/read_F");
+    if (rate("solver") > 0 && roofline > 0)
+        std::printf("solver %.1f GFLOP/s = %.0f%% of the memory roofline of its passes over F (%d flops per byte x "
+                    "%.1f GB/s read = %.1f GFLOP/s)\n",
+                    rate("solver"), 100 * rate("solver") / roofline, classes, rate("memory/read_F"), roofline);
     if (rate("solver") > 0 && shape > 0)
         std::printf("solver %.1f GFLOP/s = %.0f%% of oneDNN's sgemm on the solver's shapes (%.1f GFLOP/s)\n",
                     rate("solver"), 100 * rate("solver") / shape, shape);

@@ -143,8 +143,9 @@ struct SolveInfo {
     int restarts = 0;         ///< momentum restarts
     int backtracks = 0;       ///< rejected steps (each cost one F U product)
     /// Products with the features, F U and F^T G, each 2 n (B*h) C flops: the solver's
-    /// work (one F U at a fresh start, one F U per step tried, one F^T G per iteration
-    /// unless a check just computed it, one F U and one F^T G per check).
+    /// work (one F U at a fresh start and one F^T G at a fresh or resumed start; per step
+    /// tried one F U and one F^T G, in one pass over F; per check one F U and, unless the
+    /// last step restarted, one F^T G, again in one pass).
     std::int64_t products = 0;
     double step = 0.0;        ///< final eta (a good initial_step for a warm-started neighbour)
     std::vector<SolverTraceRow> trace;  ///< one row per check, the last for the returned weights
