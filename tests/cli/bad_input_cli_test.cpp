@@ -11,7 +11,6 @@
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
-using cvxcnn::test::count_lines;
 using cvxcnn::test::run_cli;
 
 namespace {
@@ -78,10 +77,8 @@ TEST(CliBadInput, EachFailsWithExitOneAndOneLineNamingTheCulprit) {
     for (const BadInput& bad : cases) {
         SCOPED_TRACE(bad.name);
         const auto result = run_cli(bad.args);
-        EXPECT_EQ(result.exit_code, 1) << result.err;
-        EXPECT_EQ(count_lines(result.err), 1) << result.err;
+        cvxcnn::test::expect_one_line_error(result, 1, bad.fragment);
         EXPECT_TRUE(result.err.starts_with("cvxcnn: ")) << result.err;
-        EXPECT_NE(result.err.find(bad.fragment), std::string::npos) << result.err;
     }
     EXPECT_FALSE(fs::exists(dir / "out"));
     EXPECT_FALSE(fs::exists(dir / "m.cvx"));

@@ -12,7 +12,6 @@
 #include "test_support.hpp"
 
 using namespace cvxcnn;
-using test::count_lines;
 using test::run_cli;
 
 TEST(CertifyCli, ConvexModelCertifiesAndSgdModelGetsTheSharedProgram) {
@@ -70,8 +69,7 @@ TEST(CertifyCli, BadInputIsOneLineNamingTheFile) {
     model.training = {{"beta", 0.01}};
     write_model(biased, model);
     const auto result = run_cli({"certify", biased, data});
-    EXPECT_EQ(result.exit_code, 1);
-    EXPECT_EQ(count_lines(result.err), 1) << result.err;
+    test::expect_one_line_error(result, 1, biased);
     EXPECT_EQ(result.err.rfind("cvxcnn: " + biased + ": ", 0), 0u) << result.err;
     EXPECT_NE(result.err.find("biases"), std::string::npos) << result.err;
 
@@ -82,20 +80,14 @@ TEST(CertifyCli, BadInputIsOneLineNamingTheFile) {
     const std::string no_beta = (dir / "nobeta.cvx").string();
     write_model(no_beta, model);
     const auto missing = run_cli({"certify", no_beta, data});
-    EXPECT_EQ(missing.exit_code, 1);
-    EXPECT_EQ(count_lines(missing.err), 1) << missing.err;
-    EXPECT_NE(missing.err.find(no_beta), std::string::npos) << missing.err;
+    test::expect_one_line_error(missing, 1, no_beta);
     EXPECT_NE(missing.err.find("--beta"), std::string::npos) << missing.err;
     EXPECT_EQ(run_cli({"-q", "certify", no_beta, data, "--beta", "0.01"}).exit_code, 0);
 
     // A missing model file and a folder of other classes.
     const auto absent = run_cli({"certify", (dir / "none.cvx").string(), data});
-    EXPECT_EQ(absent.exit_code, 1);
-    EXPECT_EQ(count_lines(absent.err), 1) << absent.err;
-    EXPECT_NE(absent.err.find("none.cvx"), std::string::npos) << absent.err;
+    test::expect_one_line_error(absent, 1, "none.cvx");
     test::write_image_folder(dir / "other", 3, 2, {1, 5, 5}, 33);
     const auto other = run_cli({"certify", no_beta, (dir / "other").string(), "--beta", "0.01"});
-    EXPECT_EQ(other.exit_code, 1);
-    EXPECT_EQ(count_lines(other.err), 1) << other.err;
-    EXPECT_NE(other.err.find("other"), std::string::npos) << other.err;
+    test::expect_one_line_error(other, 1, "other");
 }

@@ -73,10 +73,7 @@ TEST(ExportCli, BadOptionsExitWithOneLineAndWriteNothing) {
     };
     for (const auto& row : rows) {
         SCOPED_TRACE(row.args.back());
-        const auto result = run_cli(row.args);
-        EXPECT_EQ(result.exit_code, row.exit_code) << result.err;
-        EXPECT_EQ(count_lines(result.err), 1) << result.err;
-        EXPECT_NE(result.err.find(row.fragment), std::string::npos) << result.err;
+        test::expect_one_line_error(run_cli(row.args), row.exit_code, row.fragment);
     }
     EXPECT_EQ(test::read_bytes(model_path), model_bytes);
     std::size_t entries = 0;

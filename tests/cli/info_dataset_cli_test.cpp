@@ -103,9 +103,7 @@ TEST(InfoDatasetCli, EveryBadFolderGivesExitOneAndOneLineNamingTheCulprit) {
         std::vector<std::string> args{"info", root.string()};
         args.insert(args.end(), bad.extra_args.begin(), bad.extra_args.end());
         const auto result = test::run_cli(args);
-        EXPECT_EQ(result.exit_code, 1) << result.err;
-        EXPECT_EQ(test::count_lines(result.err), 1) << result.err;
-        EXPECT_NE(result.err.find(bad.culprit), std::string::npos) << result.err;
+        test::expect_one_line_error(result, 1, bad.culprit);
         EXPECT_TRUE(result.out.empty()) << result.out;
     }
 }

@@ -131,9 +131,7 @@ TEST(PredictCli, ConvertsChannelsAndResizesOnlyWhenAsked) {
     const fs::path large = f.dir / "large.png";
     test::write_png_pattern(large, 12, 10, 1, [](int y, int x, int) { return (y * 9 + x * 5) % 256; });
     const auto refused = run_cli({"predict", f.model_path, large.string()});
-    EXPECT_EQ(refused.exit_code, 1);
-    EXPECT_EQ(count_lines(refused.err), 1) << refused.err;
-    EXPECT_NE(refused.err.find(large.string()), std::string::npos) << refused.err;
+    test::expect_one_line_error(refused, 1, large.string());
     EXPECT_NE(refused.err.find("--resize"), std::string::npos) << refused.err;
     EXPECT_TRUE(refused.out.empty());
 
@@ -163,9 +161,7 @@ TEST(PredictCli, BadInputExitsWithOneLine) {
     for (const auto& row : rows) {
         SCOPED_TRACE(row.args.back());
         const auto result = run_cli(row.args);
-        EXPECT_EQ(result.exit_code, row.exit_code) << result.err;
-        EXPECT_EQ(count_lines(result.err), 1) << result.err;
-        EXPECT_NE(result.err.find(row.fragment), std::string::npos) << result.err;
+        test::expect_one_line_error(result, row.exit_code, row.fragment);
         EXPECT_TRUE(result.out.empty()) << result.out;
     }
 }

@@ -16,7 +16,6 @@
 #include "test_support.hpp"
 
 using namespace cvxcnn;
-using test::count_lines;
 using test::run_cli;
 
 namespace {
@@ -78,24 +77,16 @@ TEST(TrainSdpCli, OptionsOfOtherTrainersAndOversizedProblemsAreRefused) {
         test::expect_one_line_error(run_cli(args), 2, flag);
     }
     const auto other_solver = run_cli({"train", data, "--out", out, "--solver", "relaxation", "--sdp-dim", "4"});
-    EXPECT_EQ(other_solver.exit_code, 2);
-    EXPECT_EQ(count_lines(other_solver.err), 1) << other_solver.err;
-    EXPECT_NE(other_solver.err.find("--sdp-dim"), std::string::npos) << other_solver.err;
+    test::expect_one_line_error(other_solver, 2, "--sdp-dim");
 
     const auto too_many_dims = run_cli({"train", data, "--out", out, "--solver", "sdp", "--sdp-dim", "37"});
-    EXPECT_EQ(too_many_dims.exit_code, 1);
-    EXPECT_EQ(count_lines(too_many_dims.err), 1) << too_many_dims.err;
-    EXPECT_NE(too_many_dims.err.find("--sdp-dim"), std::string::npos) << too_many_dims.err;
+    test::expect_one_line_error(too_many_dims, 1, "--sdp-dim");
 
     const auto arch = run_cli({"train", data, "--out", out, "--solver", "sdp", "--arch", "conv3x3s1p1-relu-pool2"});
-    EXPECT_EQ(arch.exit_code, 1);
-    EXPECT_EQ(count_lines(arch.err), 1) << arch.err;
-    EXPECT_NE(arch.err.find("conv6x6s1p0-relu-pool1"), std::string::npos) << arch.err;
+    test::expect_one_line_error(arch, 1, "conv6x6s1p0-relu-pool1");
 
     // 1000 images: p = 2n + d + c is far above the limit; refused before solving.
     const auto large = run_cli({"train", sample_train.string(), "--out", out, "--solver", "sdp", "--val-split", "0"});
-    EXPECT_EQ(large.exit_code, 1);
-    EXPECT_EQ(count_lines(large.err), 1) << large.err;
-    EXPECT_NE(large.err.find("--val-split"), std::string::npos) << large.err;
+    test::expect_one_line_error(large, 1, "--val-split");
     EXPECT_FALSE(std::filesystem::exists(out));
 }

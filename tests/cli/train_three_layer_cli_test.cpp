@@ -96,14 +96,10 @@ TEST(TrainThreeLayerCli, CombinationsOutsideTheProgramAreRefusedWithOneLine) {
             EXPECT_EQ(result.exit_code, 0) << result.err;
             continue;
         }
-        EXPECT_EQ(result.exit_code, 1);
-        EXPECT_EQ(count_lines(result.err), 1) << result.err;
-        EXPECT_NE(result.err.find(flag), std::string::npos) << result.err;
+        test::expect_one_line_error(result, 1, flag);
     }
     // Exact enumeration of a CNN's second layer (2^(n K) patterns) is refused, naming --rank.
     const auto cnn = run_cli({"-q", "train", data, "--out", out, "--depth", "3", "--arch", "conv3x3s1p0-relu-pool1",
                               "--rank", "2", "--beta", "1e-3", "--val-split", "0"});
-    EXPECT_EQ(cnn.exit_code, 1);
-    EXPECT_EQ(count_lines(cnn.err), 1) << cnn.err;
-    EXPECT_NE(cnn.err.find("--rank"), std::string::npos) << cnn.err;
+    test::expect_one_line_error(cnn, 1, "--rank");
 }

@@ -266,9 +266,7 @@ TEST(ImportCli, SummaryJsonAndErrors) {
     EXPECT_TRUE(fs::exists(dir / "out" / "train" / "Ankle_boot" / "19.png"));
 
     result = test::run_cli({"import", "svhn", (dir / "src").string(), (dir / "other").string()});
-    EXPECT_EQ(result.exit_code, 2);
-    EXPECT_EQ(test::count_lines(result.err), 1) << result.err;
-    EXPECT_NE(result.err.find("svhn"), std::string::npos) << result.err;
+    test::expect_one_line_error(result, 2, "svhn");
 
     result = test::run_cli({"import", "mnist", (dir / "missing").string(), (dir / "other").string()});
     EXPECT_EQ(result.exit_code, 1);

@@ -71,9 +71,7 @@ TEST(InfoCli, CorruptFileFailsWithOneLine) {
         std::vector<std::string> args = {"info", path.string()};
         if (json) args.push_back("--json");
         const auto result = run_cli(args);
-        EXPECT_EQ(result.exit_code, 1);
-        EXPECT_EQ(count_lines(result.err), 1) << result.err;
-        EXPECT_NE(result.err.find(path.string()), std::string::npos) << result.err;
+        cvxcnn::test::expect_one_line_error(result, 1, path.string());
         EXPECT_NE(result.err.find("checksum mismatch"), std::string::npos) << result.err;
         EXPECT_TRUE(result.out.empty()) << result.out;
     }

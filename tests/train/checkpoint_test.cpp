@@ -268,7 +268,5 @@ TEST(TrainCli, CtrlCWritesACheckpointAndResumeFinishesTheSameModel) {
     const auto conflicting = test::run_cli({"-q", "train", folder, "--resume", checkpoint, "--out", model, "--seed", "1"});
     EXPECT_EQ(conflicting.exit_code, 2);
     const auto missing = test::run_cli({"-q", "train", folder, "--resume", checkpoint, "--out", model});
-    EXPECT_EQ(missing.exit_code, 1);
-    EXPECT_EQ(test::count_lines(missing.err), 1) << missing.err;
-    EXPECT_NE(missing.err.find(checkpoint), std::string::npos) << missing.err;
+    test::expect_one_line_error(missing, 1, checkpoint);
 }

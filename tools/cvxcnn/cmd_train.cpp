@@ -100,50 +100,64 @@ struct SolverOnlyOptions {
     std::vector<CLI::Option*> three_layer_reads;
 };
 
+std::string applies_only_to(const std::string& applies_to, const std::string& solver) {
+    return "applies to " + applies_to + " only, not to --solver " + solver;
+}
+
+// What --solver sdp, --solver relaxation and --depth 3 accept: some options of the convex
+// list and none of the gradient list (nor --momentum); the other options are refused.
+struct MethodOptionRules {
+    std::vector<const CLI::Option*> convex_reads;  // of SolverOnlyOptions::convex
+    std::string convex_refusal;                     // the reason the rest of the convex list is refused
+    std::vector<const CLI::Option*> refused;        // further options refused, with `refusal`
+    std::string refusal;
+    std::string beta_auto_refusal;  // the reason --beta auto is refused; empty: it is accepted
+};
+
+std::optional<MethodOptionRules> method_option_rules(const TrainArgs& args, const SolverOnlyOptions& options) {
+    if (args.depth == 3)
+        return MethodOptionRules{
+            .convex_reads = {options.three_layer_reads.begin(), options.three_layer_reads.end()},
+            .convex_refusal = "does not apply to --depth 3",
+            .refused = {},
+            .refusal = {},
+            .beta_auto_refusal = {}};
+    if (args.solver == "sdp")  // reads --tol, --max-iters (ADMM) and --time-limit; squared loss
+        return MethodOptionRules{
+            .convex_reads = {options.tol, options.max_iters},
+            .convex_refusal = applies_only_to("--solver convex", args.solver),
+            .refused = {options.momentum, options.loss},
+            .refusal = "does not apply to --solver sdp (squared loss on one-hot targets, shared neurons)",
+            .beta_auto_refusal = "--solver sdp needs a number (a positive weight decay, default 1e-3)"};
+    if (args.solver == "relaxation")
+        return MethodOptionRules{
+            .convex_reads = {options.tol, options.max_iters},
+            .convex_refusal = applies_only_to("--solver convex", args.solver),
+            .refused = {options.momentum, options.loss, options.time_limit},
+            .refusal = "does not apply to --solver relaxation (squared loss, one neuron per class)",
+            .beta_auto_refusal = "--solver relaxation needs a number (a ridge, default 0)"};
+    return std::nullopt;
+}
+
 void check_solver_options(const TrainArgs& args, const SolverOnlyOptions& options) {
     auto refuse = [&](const CLI::Option* option, const std::string& applies_to) {
-        throw CLI::ValidationError(option->get_name(), "applies to " + applies_to + " only, not to --solver " + args.solver);
+        throw CLI::ValidationError(option->get_name(), applies_only_to(applies_to, args.solver));
     };
     if (args.solver != "sdp" && options.sdp_dim->count() > 0) refuse(options.sdp_dim, "--solver sdp");
-    if (args.depth == 3) {
-        if (args.solver != "convex")
-            throw CLI::ValidationError("--depth", "3 is trained by the convex three-layer program only, not by --solver " +
-                                                      args.solver);
+    if (args.depth == 3 && args.solver != "convex")
+        throw CLI::ValidationError("--depth", "3 is trained by the convex three-layer program only, not by --solver " +
+                                                  args.solver);
+    if (const std::optional<MethodOptionRules> rules = method_option_rules(args, options)) {
         for (const CLI::Option* option : options.convex)
-            if (option->count() > 0 && std::ranges::find(options.three_layer_reads, option) == options.three_layer_reads.end())
-                throw CLI::ValidationError(option->get_name(), "does not apply to --depth 3");
+            if (option->count() > 0 && std::ranges::find(rules->convex_reads, option) == rules->convex_reads.end())
+                throw CLI::ValidationError(option->get_name(), rules->convex_refusal);
         for (const CLI::Option* option : options.gradient)
             if (option->count() > 0) refuse(option, "--solver sgd and adam");
+        for (const CLI::Option* option : rules->refused)
+            if (option->count() > 0) throw CLI::ValidationError(option->get_name(), rules->refusal);
         if (options.momentum->count() > 0) refuse(options.momentum, "--solver sgd");
-        return;
-    }
-    if (args.solver == "sdp") {
-        // Reads --tol, --max-iters (ADMM) and --time-limit of the convex list; squared loss.
-        const auto reads = [&](const CLI::Option* option) { return option == options.tol || option == options.max_iters; };
-        for (const CLI::Option* option : options.convex)
-            if (option->count() > 0 && !reads(option)) refuse(option, "--solver convex");
-        for (const CLI::Option* option : options.gradient)
-            if (option->count() > 0) refuse(option, "--solver sgd and adam");
-        for (const CLI::Option* option : {options.momentum, options.loss})
-            if (option->count() > 0)
-                throw CLI::ValidationError(option->get_name(), "does not apply to --solver sdp (squared loss on "
-                                                               "one-hot targets, shared neurons)");
-        if (options.beta->count() > 0 && args.beta == "auto")
-            throw CLI::ValidationError("--beta", "--solver sdp needs a number (a positive weight decay, default 1e-3)");
-        return;
-    }
-    if (args.solver == "relaxation") {
-        const auto reads = [&](const CLI::Option* option) { return option == options.tol || option == options.max_iters; };
-        for (const CLI::Option* option : options.convex)
-            if (option->count() > 0 && !reads(option)) refuse(option, "--solver convex");
-        for (const CLI::Option* option : options.gradient)
-            if (option->count() > 0) refuse(option, "--solver sgd and adam");
-        for (const CLI::Option* option : {options.momentum, options.loss, options.time_limit})
-            if (option->count() > 0)
-                throw CLI::ValidationError(option->get_name(), "does not apply to --solver relaxation (squared loss, "
-                                                               "one neuron per class)");
-        if (options.beta->count() > 0 && args.beta == "auto")
-            throw CLI::ValidationError("--beta", "--solver relaxation needs a number (a ridge, default 0)");
+        if (!rules->beta_auto_refusal.empty() && options.beta->count() > 0 && args.beta == "auto")
+            throw CLI::ValidationError("--beta", rules->beta_auto_refusal);
         return;
     }
     const bool convex = args.solver == "convex";
