@@ -436,6 +436,13 @@ def report(out, args):
         if shape and solve:
             lines += [f"Solver products / oneDNN's sgemm on the solver's own shapes (same run): "
                       f"**{100 * solve / shape:.0f}%**"]
+        read = next((b["GBps"] / (1e9 if b["GBps"] > 1e6 else 1) for n, b in solver.items()
+                     if n.startswith("memory/read_F") and "GBps" in b), None)
+        if read and solve:
+            # One solver pass does 4 C flops per 4-byte entry of F (C = 10, the benchmark's default).
+            roofline = 10 * read
+            lines += [f"Memory roofline of the solver's passes over F: 10 flops per byte x {read:.1f} GB/s read "
+                      f"= {roofline:.0f} GFLOP/s; solver products / roofline: **{100 * solve / roofline:.0f}%**"]
     else:
         lines.append("not run (build with -DCVXCNN_BUILD_BENCH=ON)")
 
