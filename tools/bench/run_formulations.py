@@ -16,11 +16,13 @@ and evaluates every model with `cvxcnn eval` on the test images of the same clas
 first --test-n/10 per class, or --test-n/2 per class of the pair). Objectives are each
 method's own (they are different programs), reported as the model file records them.
 The rel. gap column (rel_gap in results.csv) is the relative duality gap the model file
-records (for sgd the table shows `cvxcnn certify`'s gap, certify_rel_gap, instead); for
-depth3 it is network_relative_gap, the recovered network's own regularized objective
-against the certified dual bound (>= 0, where the program's gap at an infeasible
-augmented-Lagrangian iterate can be negative), or the program's gap when the model file
-does not record it.
+records (for sgd the table shows `cvxcnn certify`'s gap, certify_rel_gap, instead). For
+depth3 a gap certifies only a feasible iterate: when the augmented Lagrangian stopped at
+the time limit with its cone constraints violated (cone_violation in results.csv above
+1e-3), the table says so instead of printing the gap, which is then meaningless (it can be
+negative). The recovered network's own objective is no substitute: with sampled pattern
+pairs its activation patterns are not the program's, so it can lie below the program's
+dual bound.
 Writes results.csv, table.md and every log to --out.
 
   tools/bench/run_formulations.py --out /tmp/formulations          # ~15 minutes
@@ -127,12 +129,9 @@ def main():
             row["wall_s"] = round(wall, 1)
             if code == 0:
                 training = model_training(cvxcnn, model, out / "logs" / f"{name}.info.log")
-                rel_gap = training.get("relative_duality_gap", training.get("rel_gap"))
-                if method == "depth3" and training.get("network_relative_gap") is not None:
-                    # The program's gap at an infeasible iterate can be negative; the network's is not.
-                    rel_gap = training["network_relative_gap"]
                 row.update(status=training.get("status", "ok"), objective=training.get("objective"),
-                           rel_gap=rel_gap, filters=training.get("filters"),
+                           rel_gap=training.get("relative_duality_gap", training.get("rel_gap")),
+                           cone_violation=training.get("cone_violation"), filters=training.get("filters"),
                            train_accuracy=training.get("train_accuracy"))
                 resize = ["--resize", "8x8"] if method == "depth3" else []
                 code, stdout, _ = run_command([cvxcnn, "-q", "eval", model, test_dir, "--json", *resize],
@@ -148,7 +147,7 @@ def main():
             log(f"{name}: {row.get('status')}, test {row.get('test_accuracy')}, {row['wall_s']} s")
             rows.append(row)
     fields = ["subset", "classes", "method", "status", "test_accuracy", "train_accuracy", "objective", "rel_gap",
-              "certify_rel_gap", "filters", "wall_s"]
+              "certify_rel_gap", "cone_violation", "filters", "wall_s"]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -164,6 +163,8 @@ def main():
             gap = cell(r.get("rel_gap"), ".3g")
             if r.get("certify_rel_gap") is not None:
                 gap = f"certify: {cell(r['certify_rel_gap'], '.3g')}"
+            if (r.get("cone_violation") or 0) > 1e-3:
+                gap = f"none: infeasible iterate (cone violation {r['cone_violation']:.2g})"
             test_acc = r.get("test_accuracy")
             f.write(f"| {r['subset']} ({r['classes']} classes) | {r['method']} | "
                     f"{'failed' if test_acc is None else format(100 * test_acc, '.2f') + '%'} | "
