@@ -270,6 +270,23 @@ std::function<void(const std::string&)> progress_printer() {
     };
 }
 
+// The --json summary every trainer prints: the model's training record, where it was
+// written and its architecture.
+int print_json_summary(const Model& model, const std::string& path) {
+    nlohmann::json out = model.training;
+    out["model"] = path;
+    out["architecture"] = to_string(model.architecture);
+    std::printf("%s\n", out.dump(2).c_str());
+    return exit_success;
+}
+
+// The last line of every trainer's text summary (val_accuracy < 0: no validation split).
+void print_accuracy_and_output(double train_accuracy, double val_accuracy, double seconds, const std::string& path) {
+    std::printf("train accuracy %.2f%%", 100 * train_accuracy);
+    if (val_accuracy >= 0) std::printf(", validation accuracy %.2f%%", 100 * val_accuracy);
+    std::printf(", %.1f s\nwrote %s\n", seconds, path.c_str());
+}
+
 // --solver sgd | adam: one progress line per epoch, the summary on stdout.
 int run_gradient_training(const TrainArgs& args, bool beta_given, const GlobalOptions& global) {
     SgdSettings settings = sgd_settings_from(args, beta_given);  // every flag checked before any loading
@@ -277,22 +294,14 @@ int run_gradient_training(const TrainArgs& args, bool beta_given, const GlobalOp
     if (!global.quiet) settings.on_progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     const SgdResult result = train_sgd_cnn(data, settings);
     write_model(args.out, result.model);
-    if (args.json) {
-        nlohmann::json out = result.model.training;
-        out["model"] = args.out;
-        out["architecture"] = to_string(result.model.architecture);
-        std::printf("%s\n", out.dump(2).c_str());
-        return exit_success;
-    }
+    if (args.json) return print_json_summary(result.model, args.out);
     std::printf("trained %s by %s on %zu images (%zu held out): %d filters, lr %.4g, beta %.4g, batch %d\n",
                 to_string(result.model.architecture).c_str(), std::string(to_string(settings.optimizer)).c_str(),
                 result.train_samples, result.val_samples, result.model.filters(), settings.learning_rate, settings.beta,
                 settings.batch_size);
     std::printf("objective %.6g (loss %.6g) after %d of %d epochs, %zu steps (%s)\n", result.objective, result.loss,
                 result.epochs_done, settings.epochs, result.steps, std::string(to_string(result.status)).c_str());
-    std::printf("train accuracy %.2f%%", 100 * result.train_accuracy);
-    if (result.val_accuracy >= 0) std::printf(", validation accuracy %.2f%%", 100 * result.val_accuracy);
-    std::printf(", %.1f s\nwrote %s\n", result.seconds, args.out.c_str());
+    print_accuracy_and_output(result.train_accuracy, result.val_accuracy, result.seconds, args.out);
     return exit_success;
 }
 
@@ -313,13 +322,7 @@ int run_sdp_training(const TrainArgs& args, const SolverOnlyOptions& options, co
     const SdpTrainingResult result = train_sdp_cnn(data, settings);
     if (!global.quiet && ::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
     write_model(args.out, result.model);
-    if (args.json) {
-        nlohmann::json out = result.model.training;
-        out["model"] = args.out;
-        out["architecture"] = to_string(result.model.architecture);
-        std::printf("%s\n", out.dump(2).c_str());
-        return exit_success;
-    }
+    if (args.json) return print_json_summary(result.model, args.out);
     const SdpResult& sdp = result.solution;
     std::printf("trained %s by the SDP relaxation on %zu images (%zu held out), projected to d = %d (residual %.3f), "
                 "lifted size %td, beta %.4g\n",
@@ -332,9 +335,7 @@ int run_sdp_training(const TrainArgs& args, const SolverOnlyOptions& options, co
     std::printf("rounded network: %d neurons, objective %.6g (loss %.6g), %.3g of it above the SDP objective\n",
                 result.model.filters(), result.rounded.objective, result.rounded.loss,
                 result.model.training.value("rounding_gap", 0.0));
-    std::printf("train accuracy %.2f%%", 100 * result.train_accuracy);
-    if (result.val_accuracy >= 0) std::printf(", validation accuracy %.2f%%", 100 * result.val_accuracy);
-    std::printf(", %.1f s\nwrote %s\n", result.seconds, args.out.c_str());
+    print_accuracy_and_output(result.train_accuracy, result.val_accuracy, result.seconds, args.out);
     return exit_success;
 }
 
@@ -351,13 +352,7 @@ int run_relaxation_training(const TrainArgs& args, const SolverOnlyOptions& opti
     const Dataset data = load_folder_reporting(args.data_dir, args.data, global.progress_mode());
     const RelaxationTrainingResult result = train_relaxation_cnn(data, settings);
     write_model(args.out, result.model);
-    if (args.json) {
-        nlohmann::json out = result.model.training;
-        out["model"] = args.out;
-        out["architecture"] = to_string(result.model.architecture);
-        std::printf("%s\n", out.dump(2).c_str());
-        return exit_success;
-    }
+    if (args.json) return print_json_summary(result.model, args.out);
     int converged = 0, steps = 0;
     for (const RelaxationResult& neuron : result.neurons) {
         converged += neuron.converged;
@@ -367,9 +362,7 @@ int run_relaxation_training(const TrainArgs& args, const SolverOnlyOptions& opti
                 "%d gradient steps in all\n",
                 to_string(result.model.architecture).c_str(), result.train_samples, result.val_samples,
                 result.model.filters(), converged, steps);
-    std::printf("train accuracy %.2f%%", 100 * result.train_accuracy);
-    if (result.val_accuracy >= 0) std::printf(", validation accuracy %.2f%%", 100 * result.val_accuracy);
-    std::printf(", %.1f s\nwrote %s\n", result.seconds, args.out.c_str());
+    print_accuracy_and_output(result.train_accuracy, result.val_accuracy, result.seconds, args.out);
     return exit_success;
 }
 
@@ -400,13 +393,7 @@ int run_three_layer_training(const TrainArgs& args, const SolverOnlyOptions& opt
         std::fprintf(stderr, "cvxcnn: warning: the solver diverged; the model keeps the last certified iterate "
                              "(relative duality gap %.2e)\n", info.rel_gap);
     write_model(args.out, result.model);
-    if (args.json) {
-        nlohmann::json out = result.model.training;
-        out["model"] = args.out;
-        out["architecture"] = to_string(result.model.architecture);
-        std::printf("%s\n", out.dump(2).c_str());
-        return exit_success;
-    }
+    if (args.json) return print_json_summary(result.model, args.out);
     std::printf("trained %s with a hidden 1x1 layer (depth 3) on %zu images (%zu held out): %d filters in %d hidden "
                 "units from %zu x %zu patterns%s, beta %.4g\n",
                 to_string(result.model.architecture).c_str(), result.train_samples, result.val_samples,
@@ -416,9 +403,7 @@ int run_three_layer_training(const TrainArgs& args, const SolverOnlyOptions& opt
                 "network objective %.6g\n",
                 info.primal, info.dual, info.rel_gap, info.violation, std::string(to_string(info.status)).c_str(),
                 info.inner_iterations, result.solve.network_objective);
-    std::printf("train accuracy %.2f%%", 100 * result.train_accuracy);
-    if (result.val_accuracy >= 0) std::printf(", validation accuracy %.2f%%", 100 * result.val_accuracy);
-    std::printf(", %.1f s\nwrote %s\n", result.seconds, args.out.c_str());
+    print_accuracy_and_output(result.train_accuracy, result.val_accuracy, result.seconds, args.out);
     return exit_success;
 }
 
@@ -594,22 +579,14 @@ CommandRunner add_train_command(CLI::App& app, const GlobalOptions& global) {
         // The run is complete: its checkpoint would only resume what is already done.
         std::error_code ignored;
         std::filesystem::remove(checkpoint_path, ignored);
-        if (args->json) {
-            nlohmann::json out = result.model.training;
-            out["model"] = args->out;
-            out["architecture"] = to_string(result.model.architecture);
-            std::printf("%s\n", out.dump(2).c_str());
-        } else {
-            std::printf("trained %s on %zu images (%zu held out): %d filters from %zu patterns, beta %.4g\n",
-                        to_string(result.model.architecture).c_str(), result.train_samples, result.val_samples,
-                        result.model.filters(), result.patterns_kept, result.beta);
-            std::printf("objective %.6g, dual %.6g, relative duality gap %.2e (%s after %d iterations)\n",
-                        result.solve.primal, result.solve.dual, result.solve.rel_gap,
-                        std::string(to_string(result.solve.status)).c_str(), result.solve.iterations);
-            std::printf("train accuracy %.2f%%", 100 * result.train_accuracy);
-            if (result.val_accuracy >= 0) std::printf(", validation accuracy %.2f%%", 100 * result.val_accuracy);
-            std::printf(", %.1f s\nwrote %s\n", result.seconds, args->out.c_str());
-        }
+        if (args->json) return print_json_summary(result.model, args->out);
+        std::printf("trained %s on %zu images (%zu held out): %d filters from %zu patterns, beta %.4g\n",
+                    to_string(result.model.architecture).c_str(), result.train_samples, result.val_samples,
+                    result.model.filters(), result.patterns_kept, result.beta);
+        std::printf("objective %.6g, dual %.6g, relative duality gap %.2e (%s after %d iterations)\n",
+                    result.solve.primal, result.solve.dual, result.solve.rel_gap,
+                    std::string(to_string(result.solve.status)).c_str(), result.solve.iterations);
+        print_accuracy_and_output(result.train_accuracy, result.val_accuracy, result.seconds, args->out);
         return exit_success;
     };
 }
