@@ -176,9 +176,11 @@ public:
                                        std::vector<double> p(static_cast<std::size_t>(classes_));
                                        copy_rows(zf, begin, end, z_out);
                                        double loss = 0.0;
+                                       // At g_at = &z_out one softmax per row gives both.
+                                       const bool same = g_at == &z_out;
                                        for (Index j = begin; j < end; ++j) {
-                                           loss += row_loss(z_out, j, p, nullptr);
-                                           if (g_at) (void)row_loss(*g_at, j, p, &g);
+                                           loss += row_loss(z_out, j, p, same ? &g : nullptr);
+                                           if (g_at && !same) (void)row_loss(*g_at, j, p, &g);
                                        }
                                        return std::array<double, 1>{loss};
                                    });
