@@ -5,7 +5,7 @@
 // (Mishkin et al., ICML 2022; Ergen & Pilanci, ICLR 2021; SOLVERS.md 5.1, 5.2):
 //   minimize  P(U) = L(F U) + beta * sum_{b,c} ||U[b*h:(b+1)*h, c]||_2
 // with R-FISTA (SOLVERS.md 5.3: backtracking through the prox, gradient-mapping restart,
-// Lassplore step growth) and stops on the relative Fenchel duality gap (SOLVERS.md 5.11),
+// Lassplore step growth; in a block-Jacobi metric) and stops on the relative Fenchel duality gap (SOLVERS.md 5.11),
 // which is returned with the solution as its certificate of optimality.
 //
 // Symbols and names:
@@ -90,6 +90,10 @@ struct SolverSettings {
     double backtrack = 0.5;        ///< eta shrink factor when the sufficient-decrease test fails, in (0, 1)
     double growth = 1.25;          ///< eta growth when the quadratic model was 5x pessimistic, >= 1 (1 = off)
     bool restart = true;           ///< gradient-mapping restart of the momentum (O'Donoghue & Candes)
+    /// Block-Jacobi metric: each block's step scaled by the mean squared norm of its columns
+    /// of F (same problem, same optimum; the primal converges in about 2/3 of the
+    /// iterations on Fashion-MNIST, where block norms span six orders of magnitude).
+    bool precondition = true;
     // ---- monitoring
     /// Called at every check (progress display, validation accuracy, Ctrl-C); returning
     /// false stops the solve with status `stopped`. Empty = never stop.
