@@ -187,6 +187,35 @@ public:
         return total[0] / static_cast<double>(n_);
     }
 
+    /// Squared loss only: the dual value at Theta = G diag(s), s_c = min(1, beta / max_b
+    /// ||(F^T G)_{b,c}||). Its dual is separable over classes and column c of Theta only has
+    /// to satisfy class c's constraints, so one scale per class is feasible and never worse
+    /// than one scale for all. (For cross-entropy it is not a dual point: the rows of Theta
+    /// must sum to zero, and restoring that, e.g. on the label column, adds an F^T term
+    /// without the cancellation of F^T G, whose scaling lost more than the classes gained:
+    /// measured on MNIST, 0.016 against 0.024.)
+    double class_scaled_dual(const RowMatrixF& g, const RowMatrixF& grad, double beta) const {
+        const Eigen::MatrixXd norms = group_norms(grad, h_);
+        std::vector<double> s(static_cast<std::size_t>(classes_));
+        for (Index c = 0; c < classes_; ++c) {
+            const double top = norms.col(c).maxCoeff();
+            s[static_cast<std::size_t>(c)] = top > beta ? beta / top : 1.0;
+        }
+        const double n = static_cast<double>(n_);
+        const auto total = sum_over_rows<1>(n_, [&](Index begin, Index end) {
+            double sum = 0.0;
+            for (Index j = begin; j < end; ++j) {
+                const int y = labels_[static_cast<std::size_t>(j)];
+                for (int c = 0; c < classes_; ++c) {
+                    const double theta = s[static_cast<std::size_t>(c)] * static_cast<double>(g(j, c));
+                    sum -= (c == y ? theta : 0.0) + 0.5 * n * theta * theta;
+                }
+            }
+            return std::array<double, 1>{sum};
+        });
+        return total[0];
+    }
+
     /// D = -L*(Theta) at Theta = s G (SOLVERS.md 5.11), in double, G = dL/dZ at some point.
     ///   cross-entropy: (1/n) sum_j H(q_j), q_j = e_{y_j} + s n G_j  (= s p_j + (1 - s) e_{y_j})
     ///   squared:       -<Theta, Y> - (n/2) ||Theta||^2
@@ -325,10 +354,13 @@ private:
 };
 
 /// The dual value of Theta = s G, s = min(1, beta / max_g ||grad_g||) with grad = F^T G:
-/// the scaling that makes the loss gradient dual feasible.
-double scaled_gradient_dual(const Evaluator& eval, double beta, const RowMatrixF& g, const RowMatrixF& grad) {
+/// the scaling that makes the loss gradient dual feasible; for the squared loss the better
+/// of that and one scale per class.
+double scaled_gradient_dual(const Evaluator& eval, double beta, Loss loss, const RowMatrixF& g,
+                            const RowMatrixF& grad) {
     const double grad_max = group_norms(grad, eval.block_width()).maxCoeff();
-    return eval.dual(g, grad_max > beta ? beta / grad_max : 1.0);
+    const double dual = eval.dual(g, grad_max > beta ? beta / grad_max : 1.0);
+    return loss == Loss::squared ? std::max(dual, eval.class_scaled_dual(g, grad, beta)) : dual;
 }
 
 /// The solver's metric, one weight per block: the mean squared norm of its columns of F,
@@ -585,7 +617,7 @@ Certificate certificate(const GroupLassoProblem& problem, double beta, const Row
     const Evaluator eval(problem);
     const PointEvaluation point = evaluate_at(eval, weights);
     return certify_gap(point.loss + beta * group_norms(weights, problem.block_width).sum(),
-                   scaled_gradient_dual(eval, beta, point.g, point.grad));
+                   scaled_gradient_dual(eval, beta, problem.loss, point.g, point.grad));
 }
 
 LossEvaluation evaluate_loss(const GroupLassoProblem& problem, const RowMatrixF& weights) {
@@ -721,7 +753,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         const double primal = loss + beta * group_norms(weights, h).sum();
         // The scaled gradient's dual value oscillates with FISTA's momentum; every one is a
         // valid lower bound, so the best so far certifies.
-        best_dual = std::max(best_dual, scaled_gradient_dual(eval, beta, gw, grad_w));
+        best_dual = std::max(best_dual, scaled_gradient_dual(eval, beta, problem.loss, gw, grad_w));
         const Certificate cert = certify_gap(primal, best_dual);
         info.trace.push_back({iteration, cert.primal, cert.dual, cert.gap, cert.rel_gap, active_groups(weights, h),
                               seconds_since(start), eta});

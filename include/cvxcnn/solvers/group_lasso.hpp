@@ -14,8 +14,8 @@
 //   Z  logits        n x C, Z = F U
 //   G  dL/dZ         n x C; the gradient of the smooth part is F^T G
 //   beta             regularization weight (weight decay of the non-convex network)
-//   Theta = s G      dual point, s = min(1, beta / max_{b,c} ||(F^T G)_{b,c}||); the best
-//                    dual value met so far in the solve certifies
+//   Theta = s G      dual point, s = min(1, beta / max_{b,c} ||(F^T G)_{b,c}||) (squared
+//                    loss: also one s per class); the best dual value met so far certifies
 //   eta              step size of the proximal-gradient step
 //   t                FISTA momentum scalar
 #pragma once
@@ -200,7 +200,8 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
 /// optimal (the start of a regularization path).
 [[nodiscard]] double beta_max(const GroupLassoProblem& problem);
 
-/// P, the dual value of the scaled gradient and their gap at any weights (one F U and one
+/// P, the dual value of the scaled gradient (squared loss: the better of one scale and one
+/// per class) and their gap at any weights (one F U and one
 /// F^T G). The solver's own certificate uses the gradient at its double iterate instead,
 /// so at small beta it can be tighter than this one. Throws as solve_group_lasso.
 [[nodiscard]] Certificate certificate(const GroupLassoProblem& problem, double beta, const RowMatrixF& weights);
