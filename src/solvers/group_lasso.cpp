@@ -375,15 +375,16 @@ std::vector<double> block_metric(const RowMatrixF& f, int h, bool precondition) 
     if (!precondition) return metric;
     const Index n = f.rows();
     const Index chunks = task_count(n, rows_per_partial);
-    std::vector<Eigen::VectorXd> partial(static_cast<std::size_t>(chunks));
+    // Float sums over a chunk's rows (a weight needs no more), chunks added in double.
+    std::vector<Eigen::VectorXf> partial(static_cast<std::size_t>(chunks));
     oneapi::tbb::parallel_for(Index{0}, chunks, [&](Index chunk) {
-        const Index begin = chunk * rows_per_partial;
-        const Index rows = std::min(n, begin + rows_per_partial) - begin;
-        partial[static_cast<std::size_t>(chunk)] =
-            f.middleRows(begin, rows).cast<double>().array().square().colwise().sum().transpose();
+        const Index begin = chunk * rows_per_partial, end = std::min(n, begin + rows_per_partial);
+        Eigen::VectorXf& sum = partial[static_cast<std::size_t>(chunk)];
+        sum.setZero(f.cols());
+        for (Index j = begin; j < end; ++j) sum.array() += f.row(j).transpose().array().square();
     });
     Eigen::VectorXd column_sq = Eigen::VectorXd::Zero(f.cols());
-    for (const Eigen::VectorXd& p : partial) column_sq += p;  // chunks in order: the same bits for any thread count
+    for (const Eigen::VectorXf& p : partial) column_sq += p.cast<double>();  // in order: the same bits for any thread count
     double total = 0.0;
     for (Index b = 0; b < blocks; ++b) {
         metric[static_cast<std::size_t>(b)] = column_sq.segment(b * h, h).sum();
