@@ -201,6 +201,18 @@ public:
             const double top = norms.col(c).maxCoeff();
             s[static_cast<std::size_t>(c)] = top > beta ? beta / top : 1.0;
         }
+        return dual(g, s);
+    }
+
+    double dual(const RowMatrixF& g, double s) const {
+        return dual(g, std::vector<double>(static_cast<std::size_t>(classes_), s));
+    }
+
+    /// D = -L*(Theta) at Theta = G diag(s) (SOLVERS.md 5.11), in double, G = dL/dZ at some
+    /// point; s_c = s for all classes except in class_scaled_dual().
+    ///   cross-entropy: (1/n) sum_j H(q_j), q_j = e_{y_j} + s n G_j  (= s p_j + (1 - s) e_{y_j})
+    ///   squared:       -<Theta, Y> - (n/2) ||Theta||^2
+    double dual(const RowMatrixF& g, const std::vector<double>& s) const {
         const double n = static_cast<double>(n_);
         const auto total = sum_over_rows<1>(n_, [&](Index begin, Index end) {
             double sum = 0.0;
@@ -208,25 +220,6 @@ public:
                 const int y = labels_[static_cast<std::size_t>(j)];
                 for (int c = 0; c < classes_; ++c) {
                     const double theta = s[static_cast<std::size_t>(c)] * static_cast<double>(g(j, c));
-                    sum -= (c == y ? theta : 0.0) + 0.5 * n * theta * theta;
-                }
-            }
-            return std::array<double, 1>{sum};
-        });
-        return total[0];
-    }
-
-    /// D = -L*(Theta) at Theta = s G (SOLVERS.md 5.11), in double, G = dL/dZ at some point.
-    ///   cross-entropy: (1/n) sum_j H(q_j), q_j = e_{y_j} + s n G_j  (= s p_j + (1 - s) e_{y_j})
-    ///   squared:       -<Theta, Y> - (n/2) ||Theta||^2
-    double dual(const RowMatrixF& g, double s) const {
-        const double n = static_cast<double>(n_);
-        const auto total = sum_over_rows<1>(n_, [&](Index begin, Index end) {
-            double sum = 0.0;
-            for (Index j = begin; j < end; ++j) {
-                const int y = labels_[static_cast<std::size_t>(j)];
-                for (int c = 0; c < classes_; ++c) {
-                    const double theta = s * static_cast<double>(g(j, c));
                     if (loss_ == Loss::cross_entropy) {
                         // -q log q -> 0 at q = 0 (float rounding of G may leave a hair below it).
                         const double q = (c == y ? 1.0 : 0.0) + n * theta;
