@@ -91,8 +91,8 @@ struct SolverSettings {
     double growth = 1.25;          ///< eta growth when the quadratic model was 5x pessimistic, >= 1 (1 = off)
     bool restart = true;           ///< gradient-mapping restart of the momentum (O'Donoghue & Candes)
     /// Block-Jacobi metric: each block's step scaled by the mean squared norm of its columns
-    /// of F (same problem, same optimum; the primal converges in about 2/3 of the
-    /// iterations on Fashion-MNIST, where block norms span six orders of magnitude).
+    /// of F (same problem, same optimum; on MNIST features those norms span six orders of
+    /// magnitude, and the full-data gap in 540 s fell from 4.2e-3 to 1.1e-3).
     bool precondition = true;
     // ---- monitoring
     /// Called at every check (progress display, validation accuracy, Ctrl-C); returning
