@@ -187,29 +187,12 @@ public:
         return total[0] / static_cast<double>(n_);
     }
 
-    /// Squared loss only: the dual value at Theta = G diag(s), s_c = min(1, beta / max_b
-    /// ||(F^T G)_{b,c}||). Its dual is separable over classes and column c of Theta only has
-    /// to satisfy class c's constraints, so one scale per class is feasible and never worse
-    /// than one scale for all. (For cross-entropy it is not a dual point: the rows of Theta
-    /// must sum to zero, and restoring that, e.g. on the label column, adds an F^T term
-    /// without the cancellation of F^T G, whose scaling lost more than the classes gained:
-    /// measured on MNIST, 0.016 against 0.024.)
-    double class_scaled_dual(const RowMatrixF& g, const RowMatrixF& grad, double beta) const {
-        const Eigen::MatrixXd norms = group_norms(grad, h_);
-        std::vector<double> s(static_cast<std::size_t>(classes_));
-        for (Index c = 0; c < classes_; ++c) {
-            const double top = norms.col(c).maxCoeff();
-            s[static_cast<std::size_t>(c)] = top > beta ? beta / top : 1.0;
-        }
-        return dual(g, s);
-    }
-
     double dual(const RowMatrixF& g, double s) const {
         return dual(g, std::vector<double>(static_cast<std::size_t>(classes_), s));
     }
 
     /// D = -L*(Theta) at Theta = G diag(s) (SOLVERS.md 5.11), in double, G = dL/dZ at some
-    /// point; s_c = s for all classes except in class_scaled_dual().
+    /// point; one s for all classes, or (squared loss, scaled_gradient_dual()) one per class.
     ///   cross-entropy: (1/n) sum_j H(q_j), q_j = e_{y_j} + s n G_j  (= s p_j + (1 - s) e_{y_j})
     ///   squared:       -<Theta, Y> - (n/2) ||Theta||^2
     double dual(const RowMatrixF& g, const std::vector<double>& s) const {
@@ -347,13 +330,22 @@ private:
 };
 
 /// The dual value of Theta = s G, s = min(1, beta / max_g ||grad_g||) with grad = F^T G:
-/// the scaling that makes the loss gradient dual feasible; for the squared loss the better
-/// of that and one scale per class.
+/// the scaling that makes the loss gradient dual feasible. For the squared loss, the better
+/// of that and Theta = G diag(s), s_c = min(1, beta / max_b ||grad_{b,c}||): its dual
+/// separates over classes and column c of Theta only has to satisfy class c's constraints,
+/// so one scale per class is feasible and never worse. (For cross-entropy it is not a dual
+/// point: the rows of Theta must sum to zero, and restoring that, e.g. on the label column,
+/// adds an F^T term without the cancellation of F^T G, whose scaling lost more than the
+/// classes gained: measured on MNIST, 0.016 against 0.024.)
 double scaled_gradient_dual(const Evaluator& eval, double beta, Loss loss, const RowMatrixF& g,
                             const RowMatrixF& grad) {
-    const double grad_max = group_norms(grad, eval.block_width()).maxCoeff();
-    const double dual = eval.dual(g, grad_max > beta ? beta / grad_max : 1.0);
-    return loss == Loss::squared ? std::max(dual, eval.class_scaled_dual(g, grad, beta)) : dual;
+    const Eigen::MatrixXd norms = group_norms(grad, eval.block_width());
+    const auto scale = [beta](double top) { return top > beta ? beta / top : 1.0; };
+    const double dual = eval.dual(g, scale(norms.maxCoeff()));
+    if (loss != Loss::squared) return dual;
+    std::vector<double> class_scale(static_cast<std::size_t>(norms.cols()));
+    for (Index c = 0; c < norms.cols(); ++c) class_scale[static_cast<std::size_t>(c)] = scale(norms.col(c).maxCoeff());
+    return std::max(dual, eval.dual(g, class_scale));
 }
 
 /// The solver's metric, one weight per block: the mean squared norm of its columns of F,
