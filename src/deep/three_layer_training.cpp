@@ -10,6 +10,7 @@
 #include "cvxcnn/engine/reference_engine.hpp"
 #include "cvxcnn/patches/patch_matrix.hpp"
 #include "cvxcnn/train/convex_training.hpp"
+#include "cvxcnn/train/training_split.hpp"
 #include "cvxcnn/util/error.hpp"
 
 namespace cvxcnn {
@@ -18,14 +19,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-double accuracy(const Model& model, const Dataset& data) {
-    if (data.size() == 0) return -1.0;
-    const std::vector<std::int32_t> predicted = argmax_rows(reference_logits(model, data));
-    std::size_t correct = 0;
-    for (std::size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == data.labels[i];
-    return static_cast<double>(correct) / static_cast<double>(data.size());
-}
 
 // The program stores every cone row in double: refuse sizes that cannot be small.
 constexpr double max_program_values = 2e8;
@@ -63,14 +56,12 @@ ThreeLayerTrainingResult train_three_layer_cnn(const Dataset& data, const ThreeL
                                           "programs), e.g. " + to_string(whole_image_architecture(data.shape, Activation::relu, "--depth 3")));
 
     ThreeLayerTrainingResult result;
-    auto [train_indices, val_indices] = split_indices(data.size(), settings.val_split, settings.seed);
-    const Dataset train = subset(data, train_indices), val = subset(data, val_indices);
+    const TrainingSplit split = prepare_training_split(data, architecture, settings.val_split, settings.seed);
+    const Dataset &train = split.train, &val = split.val;
+    const Normalization& normalization = split.normalization;
+    const PatchMatrices& patches = split.patches;
     result.train_samples = train.size();
     result.val_samples = val.size();
-    const Normalization normalization = Normalization::compute(train);
-    Dataset normalized = train;
-    normalization.apply(normalized);
-    const PatchMatrices patches = extract_patches(normalized, architecture);
 
     PatternPairs pairs = settings.rank ? enumerate_pattern_pairs(patches, *settings.rank)
                                        : sample_pattern_pairs(patches, {settings.patterns, settings.patterns, 3, settings.seed});
@@ -126,7 +117,7 @@ ThreeLayerTrainingResult train_three_layer_cnn(const Dataset& data, const ThreeL
         };
         const ThreeLayerSolveInfo info = solve_three_layer(problem, solver, weights, progress);  // warm start along the path
         const Model model = recover_three_layer_cnn(problem, weights, data.class_names, normalization);
-        const double val_accuracy = accuracy(model, val);
+        const double val_accuracy = reference_accuracy(model, val);
         result.path.push_back({{"beta", betas[k]},
                                {"val_accuracy", val_accuracy},
                                {"rel_gap", info.solve.rel_gap},
@@ -141,8 +132,8 @@ ThreeLayerTrainingResult train_three_layer_cnn(const Dataset& data, const ThreeL
         }
     }
     result.model = recover_three_layer_cnn(problem, best_weights, data.class_names, normalization);
-    result.train_accuracy = accuracy(result.model, train);
-    result.val_accuracy = accuracy(result.model, val);
+    result.train_accuracy = reference_accuracy(result.model, train);
+    result.val_accuracy = reference_accuracy(result.model, val);
     // The saved float network against the program's own logits on the training split.
     const ThreeLayerEvaluation at = evaluate_three_layer(problem, result.beta, best_weights);
     const RowMatrixD engine_logits = reference_logits(result.model, train).cast<double>();
@@ -177,11 +168,6 @@ ThreeLayerTrainingResult train_three_layer_cnn(const Dataset& data, const ThreeL
         {"complete_patterns", result.complete_patterns},
         {"filters", result.model.filters()},
         {"hidden_units", result.model.hidden_units()},
-        {"train_samples", result.train_samples},
-        {"val_samples", result.val_samples},
-        {"train_accuracy", result.train_accuracy},
-        {"val_accuracy", result.val_accuracy},
-        {"seed", settings.seed},
         {"tol", settings.rel_gap_tol},
         {"time_s", result.seconds},
         {"path", result.path},
@@ -189,6 +175,7 @@ ThreeLayerTrainingResult train_three_layer_cnn(const Dataset& data, const ThreeL
                        (engine_logits - at.logits).cwiseAbs().maxCoeff() / scale},
                       {"max_relative_logit_difference_network_vs_program",
                        (at.network_logits - at.logits).cwiseAbs().maxCoeff() / scale}}}};
+    result.model.training.update(run_facts_json(result, settings.seed));
     return result;
 }
 

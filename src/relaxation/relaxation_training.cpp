@@ -6,23 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cvxcnn/engine/reference_engine.hpp"
-#include "cvxcnn/patches/patch_matrix.hpp"
 #include "cvxcnn/train/convex_training.hpp"
+#include "cvxcnn/train/training_split.hpp"
 #include "cvxcnn/util/error.hpp"
 
 namespace cvxcnn {
-namespace {
-
-double accuracy(const Model& model, const Dataset& data) {
-    if (data.size() == 0) return -1.0;
-    const std::vector<std::int32_t> predicted = argmax_rows(reference_logits(model, data));
-    std::size_t correct = 0;
-    for (std::size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == data.labels[i];
-    return static_cast<double>(correct) / static_cast<double>(data.size());
-}
-
-}  // namespace
-
 Architecture whole_image_neuron(const ImageShape& shape) {
     return whole_image_architecture(shape, Activation::relu, "--solver relaxation");
 }
@@ -42,15 +30,11 @@ RelaxationTrainingResult train_relaxation_cnn(const Dataset& data, const Relaxat
                                               "image; use " + to_string(whole_image_neuron(data.shape)));
 
     RelaxationTrainingResult result;
-    auto [train_indices, val_indices] = split_indices(data.size(), settings.val_split, settings.seed);
-    const Dataset train = subset(data, train_indices), val = subset(data, val_indices);
+    const TrainingSplit split = prepare_training_split(data, architecture, settings.val_split, settings.seed);
+    const Dataset &train = split.train, &val = split.val;
     result.train_samples = train.size();
     result.val_samples = val.size();
-    const Normalization normalization = Normalization::compute(train);
-    Dataset normalized = train;
-    normalization.apply(normalized);
-    const PatchMatrices patches = extract_patches(normalized, architecture);
-    const RowMatrixD x = patches.block(0).cast<double>();  // n x h: one position
+    const RowMatrixD x = split.patches.block(0).cast<double>();  // n x h: one position
 
     const int classes = static_cast<int>(data.class_names.size());
     RowMatrixD targets = RowMatrixD::Zero(x.rows(), classes);
@@ -58,7 +42,7 @@ RelaxationTrainingResult train_relaxation_cnn(const Dataset& data, const Relaxat
     MultiRelaxationResult fit = solve_multi_neuron_relaxation(x, targets, settings.solver);
 
     Model model = make_model(architecture, data.shape, data.class_names, classes);
-    model.normalization = normalization;
+    model.normalization = split.normalization;
     const Eigen::Index h = x.cols();
     for (int c = 0; c < classes; ++c) {
         for (Eigen::Index j = 0; j < h; ++j)
@@ -67,8 +51,8 @@ RelaxationTrainingResult train_relaxation_cnn(const Dataset& data, const Relaxat
         model.fc_weight.data[static_cast<std::size_t>(c * classes + c)] = 1.0f;
     }
     result.neurons = std::move(fit.neurons);
-    result.train_accuracy = accuracy(model, train);
-    result.val_accuracy = accuracy(model, val);
+    result.train_accuracy = reference_accuracy(model, train);
+    result.val_accuracy = reference_accuracy(model, val);
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     nlohmann::json relaxed = nlohmann::json::array(), losses = nlohmann::json::array(),
@@ -91,13 +75,8 @@ RelaxationTrainingResult train_relaxation_cnn(const Dataset& data, const Relaxat
         {"iterations", iterations},
         {"converged", converged},
         {"tol", settings.solver.tol},
-        {"max_iters", settings.solver.max_iters},
-        {"train_samples", result.train_samples},
-        {"val_samples", result.val_samples},
-        {"train_accuracy", result.train_accuracy},
-        {"val_accuracy", result.val_accuracy},
-        {"seed", settings.seed},
-        {"time_s", result.seconds}};
+        {"max_iters", settings.solver.max_iters}};
+    model.training.update(run_facts_json(result, settings.seed));
     result.model = std::move(model);
     return result;
 }

@@ -12,20 +12,13 @@
 #include "cvxcnn/patterns/sign_patterns.hpp"
 #include "cvxcnn/problem/convex_features.hpp"
 #include "cvxcnn/train/convex_training.hpp"
+#include "cvxcnn/train/training_split.hpp"
 #include "cvxcnn/util/error.hpp"
 
 namespace cvxcnn {
 namespace {
 
 using Index = Eigen::Index;
-
-double accuracy(const Model& model, const Dataset& data) {
-    if (data.size() == 0) return -1.0;
-    const std::vector<std::int32_t> predicted = argmax_rows(reference_logits(model, data));
-    std::size_t correct = 0;
-    for (std::size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == data.labels[i];
-    return static_cast<double>(correct) / static_cast<double>(data.size());
-}
 
 void check_architecture(const Architecture& architecture, const ImageShape& shape) {
     validate_for_input(architecture, shape);
@@ -62,8 +55,8 @@ SdpTrainingResult train_sdp_cnn(const Dataset& data, const SdpTrainingSettings& 
     check_architecture(architecture, data.shape);
 
     SdpTrainingResult result;
-    auto [train_indices, val_indices] = split_indices(data.size(), settings.val_split, settings.seed);
-    const Dataset train = subset(data, train_indices), val = subset(data, val_indices);
+    const TrainingSplit split = prepare_training_split(data, architecture, settings.val_split, settings.seed);
+    const Dataset &train = split.train, &val = split.val;
     result.train_samples = train.size();
     result.val_samples = val.size();
     const int classes = static_cast<int>(data.class_names.size());
@@ -85,10 +78,7 @@ SdpTrainingResult train_sdp_cnn(const Dataset& data, const SdpTrainingSettings& 
                         "smaller folder");
     result.dimension = dimension;
 
-    const Normalization normalization = Normalization::compute(train);
-    Dataset normalized = train;
-    normalization.apply(normalized);
-    const PatchMatrices patches = extract_patches(normalized, architecture);
+    const PatchMatrices& patches = split.patches;
     // The neurons live in the span of the top right singular vectors (identity when d = h).
     Eigen::MatrixXd basis;
     SdpProblem problem;
@@ -113,7 +103,7 @@ SdpTrainingResult train_sdp_cnn(const Dataset& data, const SdpTrainingSettings& 
     const TwoLayerNetwork& network = result.rounded.network;
     const int filters = static_cast<int>(network.neurons());
     Model model = make_model(architecture, data.shape, data.class_names, filters);
-    model.normalization = normalization;
+    model.normalization = split.normalization;
     const RowMatrixD image_filters = network.first * basis.transpose();  // m x h
     for (int j = 0; j < filters; ++j) {
         for (int k = 0; k < h; ++k)
@@ -121,8 +111,8 @@ SdpTrainingResult train_sdp_cnn(const Dataset& data, const SdpTrainingSettings& 
         for (int c = 0; c < classes; ++c)
             model.fc_weight.data[static_cast<std::size_t>(c) * filters + j] = static_cast<float>(network.second(j, c));
     }
-    result.train_accuracy = accuracy(model, train);
-    result.val_accuracy = accuracy(model, val);
+    result.train_accuracy = reference_accuracy(model, train);
+    result.val_accuracy = reference_accuracy(model, val);
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     nlohmann::json sdp;
@@ -147,13 +137,8 @@ SdpTrainingResult train_sdp_cnn(const Dataset& data, const SdpTrainingSettings& 
         {"rounding_gap", (result.rounded.objective - result.solution.objective) / std::max(result.rounded.objective, 1e-300)},
         {"filters", filters},
         {"tol", settings.solver.tol},
-        {"max_iters", settings.solver.max_iters},
-        {"train_samples", result.train_samples},
-        {"val_samples", result.val_samples},
-        {"train_accuracy", result.train_accuracy},
-        {"val_accuracy", result.val_accuracy},
-        {"seed", settings.seed},
-        {"time_s", result.seconds}};
+        {"max_iters", settings.solver.max_iters}};
+    model.training.update(run_facts_json(result, settings.seed));
     result.model = std::move(model);
     return result;
 }

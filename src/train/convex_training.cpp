@@ -4,8 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <numeric>
-#include <random>
 
 #include "cvxcnn/engine/onednn_engine.hpp"
 #include "cvxcnn/engine/reference_engine.hpp"
@@ -166,38 +164,6 @@ void check_resumable(const TrainingCheckpoint& checkpoint, const TrainingSetting
 }
 
 }  // namespace
-
-std::pair<std::vector<std::size_t>, std::vector<std::size_t>> split_indices(std::size_t n, double val_fraction,
-                                                                            std::uint64_t seed) {
-    std::vector<std::size_t> order(n);
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);  // its own stream, apart from the pattern draws
-    // Fisher-Yates by hand: std::shuffle's algorithm is unspecified, so results would
-    // change between standard libraries.
-    for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
-    const auto held_out = static_cast<std::size_t>(std::llround(val_fraction * static_cast<double>(n)));
-    std::vector<std::size_t> val(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(held_out));
-    std::vector<std::size_t> train(order.begin() + static_cast<std::ptrdiff_t>(held_out), order.end());
-    std::ranges::sort(val);
-    std::ranges::sort(train);
-    return {train, val};
-}
-
-Dataset subset(const Dataset& data, const std::vector<std::size_t>& indices) {
-    Dataset out;
-    out.shape = data.shape;
-    out.class_names = data.class_names;
-    const std::size_t values = data.shape.values();
-    out.images.resize(indices.size() * values);
-    out.labels.reserve(indices.size());
-    for (std::size_t i = 0; i < indices.size(); ++i) {
-        const auto image = data.image(indices[i]);
-        std::copy(image.begin(), image.end(), out.images.begin() + static_cast<std::ptrdiff_t>(i * values));
-        out.labels.push_back(data.labels[indices[i]]);
-        if (!data.files.empty()) out.files.push_back(data.files[indices[i]]);
-    }
-    return out;
-}
 
 TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& settings,
                                 const TrainingCheckpoint* resume) {

@@ -22,6 +22,7 @@
 #include "cvxcnn/deep/three_layer_program.hpp"
 #include "cvxcnn/model/architecture.hpp"
 #include "cvxcnn/model/model.hpp"
+#include "cvxcnn/train/training_split.hpp"
 
 namespace cvxcnn {
 
@@ -48,17 +49,14 @@ struct ThreeLayerTrainingSettings {
     void validate() const;
 };
 
-struct ThreeLayerTrainingResult {
+/// The accuracies (RunFacts) are the recovered network's.
+struct ThreeLayerTrainingResult : RunFacts {
     Model model;                 ///< three-layer: has hidden_weight
     ThreeLayerSolveInfo solve;   ///< of the chosen beta
     double beta = 0.0;
     double beta_max = 0.0;
-    double train_accuracy = 0.0; ///< of the recovered network on the training split
-    double val_accuracy = -1.0;  ///< -1 without a validation split
     std::size_t first_patterns = 0, second_patterns = 0;
     bool complete_patterns = false;
-    std::size_t train_samples = 0, val_samples = 0;
-    double seconds = 0.0;
     nlohmann::json path = nlohmann::json::array();
 };
 

@@ -18,6 +18,7 @@
 #include "cvxcnn/model/architecture.hpp"
 #include "cvxcnn/model/model.hpp"
 #include "cvxcnn/relaxation/neuron_relaxation.hpp"
+#include "cvxcnn/train/training_split.hpp"
 
 namespace cvxcnn {
 
@@ -28,14 +29,9 @@ struct RelaxationTrainingSettings {
     std::uint64_t seed = 0;                    ///< of the split
 };
 
-struct RelaxationTrainingResult {
+struct RelaxationTrainingResult : RunFacts {
     Model model;
     std::vector<RelaxationResult> neurons;  ///< one per class
-    double train_accuracy = 0.0;
-    double val_accuracy = -1.0;             ///< -1 without a validation split
-    std::size_t train_samples = 0;
-    std::size_t val_samples = 0;
-    double seconds = 0.0;
 };
 
 /// The architecture `--solver relaxation` uses for images of this shape when --arch is not

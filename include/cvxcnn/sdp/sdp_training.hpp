@@ -23,6 +23,7 @@
 #include "cvxcnn/model/architecture.hpp"
 #include "cvxcnn/model/model.hpp"
 #include "cvxcnn/sdp/sdp_relaxation.hpp"
+#include "cvxcnn/train/training_split.hpp"
 
 namespace cvxcnn {
 
@@ -43,18 +44,13 @@ struct SdpTrainingSettings {
     void validate() const;
 };
 
-struct SdpTrainingResult {
+struct SdpTrainingResult : RunFacts {
     Model model;
     SdpResult solution;
     RoundingResult rounded;
     double dual_bound = 0.0;           ///< certified lower bound, tightened with the rounded network
     int dimension = 0;                 ///< d actually used
     double projection_residual = 0.0;  ///< ||X - X V V^T||_F / ||X||_F of the projection (0 without one)
-    double train_accuracy = 0.0;
-    double val_accuracy = -1.0;        ///< -1 without a validation split
-    std::size_t train_samples = 0;
-    std::size_t val_samples = 0;
-    double seconds = 0.0;
 };
 
 /// The whole-image network for images of this shape. Throws cvxcnn::Error (bad_input) for

@@ -19,6 +19,7 @@
 #include "cvxcnn/patterns/sign_patterns.hpp"
 #include "cvxcnn/solvers/group_lasso.hpp"
 #include "cvxcnn/train/checkpoint.hpp"
+#include "cvxcnn/train/training_split.hpp"
 
 namespace cvxcnn {
 
@@ -104,12 +105,5 @@ struct TrainingResult {
 /// names what differs). Set-up time of the resumed run counts against the time limit.
 [[nodiscard]] TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& settings,
                                               const TrainingCheckpoint* resume = nullptr);
-
-/// Splits indices 0..n-1 into (train, validation) by a seeded shuffle; deterministic.
-[[nodiscard]] std::pair<std::vector<std::size_t>, std::vector<std::size_t>> split_indices(std::size_t n,
-                                                                                          double val_fraction,
-                                                                                          std::uint64_t seed);
-/// The images and labels at `indices`, in that order.
-[[nodiscard]] Dataset subset(const Dataset& data, const std::vector<std::size_t>& indices);
 
 }  // namespace cvxcnn

@@ -1,0 +1,66 @@
+#include "cvxcnn/train/training_split.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <utility>
+
+#include "cvxcnn/util/error.hpp"
+
+namespace cvxcnn {
+
+std::pair<std::vector<std::size_t>, std::vector<std::size_t>> split_indices(std::size_t n, double val_fraction,
+                                                                            std::uint64_t seed) {
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);  // its own stream, apart from the pattern draws
+    // Fisher-Yates by hand: std::shuffle's algorithm is unspecified, so results would
+    // change between standard libraries.
+    for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+    const auto held_out = static_cast<std::size_t>(std::llround(val_fraction * static_cast<double>(n)));
+    std::vector<std::size_t> val(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(held_out));
+    std::vector<std::size_t> train(order.begin() + static_cast<std::ptrdiff_t>(held_out), order.end());
+    std::ranges::sort(val);
+    std::ranges::sort(train);
+    return {train, val};
+}
+
+Dataset subset(const Dataset& data, const std::vector<std::size_t>& indices) {
+    Dataset out;
+    out.shape = data.shape;
+    out.class_names = data.class_names;
+    const std::size_t values = data.shape.values();
+    out.images.resize(indices.size() * values);
+    out.labels.reserve(indices.size());
+    for (std::size_t i = 0; i < indices.size(); ++i) {
+        const auto image = data.image(indices[i]);
+        std::copy(image.begin(), image.end(), out.images.begin() + static_cast<std::ptrdiff_t>(i * values));
+        out.labels.push_back(data.labels[indices[i]]);
+        if (!data.files.empty()) out.files.push_back(data.files[indices[i]]);
+    }
+    return out;
+}
+
+TrainingSplit prepare_training_split(const Dataset& data, const Architecture& architecture, double val_split,
+                                     std::uint64_t seed) {
+    auto [train_indices, val_indices] = split_indices(data.size(), val_split, seed);
+    if (train_indices.empty()) throw Error(ErrorKind::bad_input, "--val-split leaves no training images");
+    Dataset train = subset(data, train_indices);
+    const Normalization normalization = Normalization::compute(train);
+    Dataset normalized = train;
+    normalization.apply(normalized);
+    PatchMatrices patches = extract_patches(normalized, architecture);
+    return {std::move(train), subset(data, val_indices), normalization, std::move(patches)};
+}
+
+nlohmann::json run_facts_json(const RunFacts& facts, std::uint64_t seed) {
+    return {{"train_samples", facts.train_samples},
+            {"val_samples", facts.val_samples},
+            {"train_accuracy", facts.train_accuracy},
+            {"val_accuracy", facts.val_accuracy},
+            {"seed", seed},
+            {"time_s", facts.seconds}};
+}
+
+}  // namespace cvxcnn
