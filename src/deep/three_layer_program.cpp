@@ -19,9 +19,16 @@
 
 #include "cvxcnn/solvers/exact_loss.hpp"
 #include "cvxcnn/util/error.hpp"
+#include "solvers/group_blocks.hpp"
 
 namespace cvxcnn {
 namespace {
+
+using detail::count_active_groups;
+using detail::group_kkt_residual;
+using detail::group_norm_sum;
+using detail::group_prox_step;
+using detail::largest_group_norm;
 
 using Index = Eigen::Index;
 using Clock = std::chrono::steady_clock;
@@ -270,28 +277,6 @@ private:
     std::vector<RegionData> regions_;
 };
 
-double group_penalty(const RowMatrixD& x, int h) {
-    double sum = 0.0;
-    for (Index b = 0; b < x.rows() / h; ++b)
-        for (Index c = 0; c < x.cols(); ++c) sum += x.block(b * h, c, h, 1).norm();
-    return sum;
-}
-
-double largest_group_norm(const RowMatrixD& x, int h) {
-    double largest = 0.0;
-    for (Index b = 0; b < x.rows() / h; ++b)
-        for (Index c = 0; c < x.cols(); ++c) largest = std::max(largest, x.block(b * h, c, h, 1).norm());
-    return largest;
-}
-
-int count_active(const RowMatrixD& x, int h) {
-    int count = 0;
-    for (Index b = 0; b < x.rows() / h; ++b)
-        for (Index c = 0; c < x.cols(); ++c)
-            if ((x.block(b * h, c, h, 1).array() != 0.0).any()) ++count;
-    return count;
-}
-
 /// Largest (-t)_+ over every cone value, / the largest group norm (0 at x = 0).
 double relative_violation(const Images& images, const RowMatrixD& x, int h) {
     double worst = 0.0;
@@ -304,29 +289,6 @@ double relative_violation(const Images& images, const RowMatrixD& x, int h) {
 
 /// Max over groups of ||g_group||.
 double largest_gradient_group(const RowMatrixD& grad, int h) { return largest_group_norm(grad, h); }
-
-void prox_step(const RowMatrixD& v, const RowMatrixD& grad, double eta, double beta, int h, RowMatrixD& u) {
-    u = v - eta * grad;
-    for (Index b = 0; b < u.rows() / h; ++b)
-        for (Index c = 0; c < u.cols(); ++c) {
-            auto group = u.block(b * h, c, h, 1);
-            const double norm = group.norm();
-            group *= norm > eta * beta ? 1.0 - eta * beta / norm : 0.0;
-        }
-}
-
-double kkt_residual(const RowMatrixD& x, const RowMatrixD& grad, double beta, int h) {
-    double worst = 0.0;
-    for (Index b = 0; b < x.rows() / h; ++b)
-        for (Index c = 0; c < x.cols(); ++c) {
-            const auto group = x.block(b * h, c, h, 1);
-            const auto g = grad.block(b * h, c, h, 1);
-            const double norm = group.norm();
-            const double residual = norm > 0.0 ? (g + (beta / norm) * group).norm() : std::max(0.0, g.norm() - beta);
-            worst = std::max(worst, residual);
-        }
-    return worst / beta;
-}
 
 /// f(y + d) - f(y) - <grad f(y), d> of the smooth part, from the images of y and of d
 /// (see cone_constrained.cpp: the same case-by-case penalty terms, all nonnegative).
@@ -497,12 +459,12 @@ ThreeLayerEvaluation evaluate_three_layer(const ThreeLayerProblem& problem, doub
     ThreeLayerEvaluation out;
     out.logits = images.z;
     out.loss = program.loss(images.z, nullptr);
-    out.penalty = group_penalty(weights, h);
+    out.penalty = group_norm_sum(weights, h);
     out.objective = out.loss + beta * out.penalty;
     out.network_logits = program.network_logits(weights);
     out.network_objective = program.loss(out.network_logits, nullptr) + beta * out.penalty;
     out.violation = relative_violation(images, weights, h);
-    out.active_groups = count_active(weights, h);
+    out.active_groups = count_active_groups(weights, h);
     return out;
 }
 
@@ -603,7 +565,7 @@ ThreeLayerSolveInfo solve_three_layer(const ThreeLayerProblem& problem, const Co
             double divergence = 0.0, step_sq = 0.0;
             bool accepted = false;
             for (int attempt = 0; attempt < 60 && !accepted; ++attempt) {
-                prox_step(y, grad_y, eta, beta, h, candidate);
+                group_prox_step(y, grad_y, eta, beta, h, candidate);
                 const RowMatrixD d = candidate - y;
                 step_sq = d.squaredNorm();
                 program.images(d, images_step);
@@ -628,7 +590,7 @@ ThreeLayerSolveInfo solve_three_layer(const ThreeLayerProblem& problem, const Co
             x.swap(candidate);
             if (step % settings.check_every == 0) {
                 smooth_gradient(x, images_x, grad_x);
-                inner_kkt = kkt_residual(x, grad_x, beta, h);
+                inner_kkt = group_kkt_residual(x, grad_x, beta, h);
                 if (inner_kkt <= inner_tol || step >= settings.max_inner_per_outer) break;
             }
             smooth_gradient(y, images_y, grad_y);
@@ -647,7 +609,7 @@ ThreeLayerSolveInfo solve_three_layer(const ThreeLayerProblem& problem, const Co
         const double s = residual > beta ? beta / residual : 1.0;
         const double loss = program.loss(images_x.z, nullptr);
         info.outer_iterations = outer;
-        info.primal = loss + beta * group_penalty(x, h);
+        info.primal = loss + beta * group_norm_sum(x, h);
         info.dual = exact_loss_dual(problem.loss, images_x.z, problem.labels, s);
         info.gap = info.primal - info.dual;
         info.rel_gap = info.gap / std::max(info.primal, std::numeric_limits<double>::min());
@@ -658,7 +620,7 @@ ThreeLayerSolveInfo solve_three_layer(const ThreeLayerProblem& problem, const Co
         info.seconds = seconds_since(start);
         info.trace.push_back({outer, info.inner_iterations, rho, inner_kkt, info.violation, info.primal, info.dual,
                               info.rel_gap});
-        result.network_objective = program.loss(program.network_logits(x), nullptr) + beta * group_penalty(x, h);
+        result.network_objective = program.loss(program.network_logits(x), nullptr) + beta * group_norm_sum(x, h);
         result.network_rel_gap = (result.network_objective - info.dual) /
                                  std::max(result.network_objective, std::numeric_limits<double>::min());
         weights = x;
@@ -687,16 +649,16 @@ ThreeLayerSolveInfo solve_three_layer(const ThreeLayerProblem& problem, const Co
         RowMatrixD grad;
         program.gradient(g, nullptr, nullptr, 0.0, grad);
         const double residual = largest_gradient_group(grad, h);
-        info.primal = loss + beta * group_penalty(weights, h);
+        info.primal = loss + beta * group_norm_sum(weights, h);
         info.dual = exact_loss_dual(problem.loss, images_x.z, problem.labels, residual > beta ? beta / residual : 1.0);
         info.gap = info.primal - info.dual;
         info.rel_gap = info.gap / std::max(info.primal, std::numeric_limits<double>::min());
         info.violation = info.max_violation = relative_violation(images_x, weights, h);
-        result.network_objective = program.loss(program.network_logits(weights), nullptr) + beta * group_penalty(weights, h);
+        result.network_objective = program.loss(program.network_logits(weights), nullptr) + beta * group_norm_sum(weights, h);
         result.network_rel_gap = (result.network_objective - info.dual) /
                                  std::max(result.network_objective, std::numeric_limits<double>::min());
     }
-    info.active_groups = count_active(weights, h);
+    info.active_groups = count_active_groups(weights, h);
     info.seconds = seconds_since(start);
     return result;
 }

@@ -20,9 +20,16 @@
 #include <oneapi/tbb/parallel_for.h>
 
 #include "cvxcnn/util/error.hpp"
+#include "solvers/group_blocks.hpp"
 
 namespace cvxcnn {
 namespace {
+
+using detail::count_active_groups;
+using detail::group_kkt_residual;
+using detail::group_norm_sum;
+using detail::group_prox_step;
+using detail::largest_group_norm;
 
 using Index = Eigen::Index;
 using Clock = std::chrono::steady_clock;
@@ -459,23 +466,6 @@ private:
 /// Multipliers of the cone constraints: per extended block e, (rows of block e mod B) x C.
 using Multipliers = std::vector<RowMatrixD>;
 
-double group_norm(const RowMatrixD& x, int h, Index e, Index c) { return x.block(e * h, c, h, 1).norm(); }
-
-double penalty_of(const RowMatrixD& x, int h) {
-    double sum = 0.0;
-    for (Index e = 0; e < x.rows() / h; ++e)
-        for (Index c = 0; c < x.cols(); ++c) sum += group_norm(x, h, e, c);
-    return sum;
-}
-
-int count_active_groups(const RowMatrixD& x, int h) {
-    int count = 0;
-    for (Index e = 0; e < x.rows() / h; ++e)
-        for (Index c = 0; c < x.cols(); ++c)
-            if ((x.block(e * h, c, h, 1).array() != 0.0).any()) ++count;
-    return count;
-}
-
 /// max over groups and unit cone rows of (-a . x_g)_+, divided by the largest group norm
 /// (0 when every group is zero).
 double relative_violation(const ExactProgram& program, const RowMatrixD& x) {
@@ -486,9 +476,7 @@ double relative_violation(const ExactProgram& program, const RowMatrixD& x) {
         const RowMatrixD values = program.cone_rows(e) * x.middleRows(static_cast<Index>(e) * h, h);
         worst[static_cast<std::size_t>(e)] = values.size() == 0 ? 0.0 : std::max(0.0, -values.minCoeff());
     });
-    double largest = 0.0;
-    for (Index e = 0; e < extended; ++e)
-        for (Index c = 0; c < x.cols(); ++c) largest = std::max(largest, group_norm(x, h, e, c));
+    const double largest = largest_group_norm(x, h);
     const double violation = *std::max_element(worst.begin(), worst.end());
     return largest > 0.0 ? violation / largest : 0.0;
 }
@@ -559,31 +547,6 @@ double step_divergence(const ExactProgram& program, Loss loss, const PointImages
     return loss_part + penalty_part;
 }
 
-/// u = prox of eta beta sum ||group|| at v - eta grad: each group shrunk by eta beta.
-void prox_step(const RowMatrixD& v, const RowMatrixD& grad, double eta, double beta, int h, RowMatrixD& u) {
-    u = v - eta * grad;
-    for (Index e = 0; e < u.rows() / h; ++e)
-        for (Index c = 0; c < u.cols(); ++c) {
-            auto group = u.block(e * h, c, h, 1);
-            const double norm = group.norm();
-            group *= norm > eta * beta ? 1.0 - eta * beta / norm : 0.0;
-        }
-}
-
-/// Max over groups of the minimum-norm subgradient of f + beta sum ||group||, / beta.
-double kkt_residual(const RowMatrixD& x, const RowMatrixD& grad, double beta, int h) {
-    double worst = 0.0;
-    for (Index e = 0; e < x.rows() / h; ++e)
-        for (Index c = 0; c < x.cols(); ++c) {
-            const auto group = x.block(e * h, c, h, 1);
-            const auto g = grad.block(e * h, c, h, 1);
-            const double norm = group.norm();
-            const double residual = norm > 0.0 ? (g + (beta / norm) * group).norm() : std::max(0.0, g.norm() - beta);
-            worst = std::max(worst, residual);
-        }
-    return worst / beta;
-}
-
 /// A projection this much shorter than its target is 0 up to rounding.
 constexpr double vanishing_ratio = 1e-12;
 
@@ -629,7 +592,7 @@ PointCertificate certify_point(const ExactProgram& program, const RowMatrixD& x,
     program.logits(x, z);
     PointCertificate cert;
     cert.loss = program.loss(z, &g);
-    cert.primal = cert.loss + beta * penalty_of(x, h);
+    cert.primal = cert.loss + beta * group_norm_sum(x, h);
     program.backward(g, a);  // a_{b,c} = F_b^T Theta_c
     // Residual of the dual constraint of every group with its best multipliers:
     // ||P_K(-a)|| for V, ||P_K(a)|| for W, rebuilt from the projection's multipliers.
@@ -749,7 +712,7 @@ ConeSolveInfo solve_cone_constrained(const ConeConstrainedProblem& problem, cons
             double divergence = 0.0, step_sq = 0.0;
             bool accepted = false;
             for (int attempt = 0; attempt < 60 && !accepted; ++attempt) {
-                prox_step(y, grad_y, eta, beta, h, candidate);
+                group_prox_step(y, grad_y, eta, beta, h, candidate);
                 const RowMatrixD d = candidate - y;
                 step_sq = d.squaredNorm();
                 images_of(program, d, images_step);
@@ -777,7 +740,7 @@ ConeSolveInfo solve_cone_constrained(const ConeConstrainedProblem& problem, cons
             if (step % settings.check_every == 0) {
                 images_of(program, x, images_x);
                 smooth_gradient(program, images_x, lambda, rho, grad_x);
-                inner_kkt = kkt_residual(x, grad_x, beta, h);
+                inner_kkt = group_kkt_residual(x, grad_x, beta, h);
                 if (inner_kkt <= inner_tol || step >= settings.max_inner_per_outer) break;
             }
             images_of(program, y, images_y);
