@@ -187,12 +187,6 @@ public:
         return total[0] / static_cast<double>(n_);
     }
 
-    /// z_out = F u and L(z_out), as certificate() computes them (the same bits).
-    double checked_point(const RowMatrixF& u, RowMatrixD& z_out) const {
-        RowMatrixF untouched;
-        return checked_point(u, z_out, nullptr, untouched, untouched);
-    }
-
     double dual(const RowMatrixF& g, double s) const {
         return dual(g, std::vector<double>(static_cast<std::size_t>(classes_), s));
     }
@@ -695,12 +689,15 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     // tried: Z(wp) = Z(v) + F d, and Z at the next extrapolation point is the momentum
     // combination of the Z at the last two iterates (a recursion with roots 1 and the
     // momentum, so its rounding errors do not grow).
+    // At a check the returned weights are float(w): their objective comes from a fresh
+    // product, the dual point from the cached Z(w) (any dual point gives a valid bound).
     RowMatrixD w, v, wp;
-    RowMatrixF d, gv, grad_v, gn, grad_n;
+    RowMatrixF d, gv, grad_v, gn, grad_n, gw, grad_w;
     RowMatrixD zw, zv, zp, zn, z_out;
     double t = 1.0;
     double eta = settings.initial_step;
     double initial_objective = 0.0;
+    bool v_is_w = true;  // at the start and after a restart: the check's gradient at w is the step's at v
     // grad_v = F^T gv, gv = dL/dZ(zv), are current: computed by the last step's pass for the
     // point it was to extrapolate to. Not part of SolverState: a resumed solve recomputes
     // them with the same arithmetic.
@@ -716,6 +713,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         t = state->t;
         eta = state->eta;
         initial_objective = state->initial_objective;
+        v_is_w = state->v_is_w;
         best_dual = state->best_dual;
         first_k = state->next_iteration;
     } else {
@@ -726,36 +724,26 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         zv = zw;
     }
 
-    // Appends the trace row of float(w), left in `weights`, and returns its certificate. The
-    // dual point is the loss gradient at the extrapolation point v, which the next step needs
-    // anyway (the last step's pass computed it; only a fresh or resumed solve computes it
-    // here): any G gives a valid lower bound, and near the optimum v's is as good as w's. The
-    // primal comes from the cached logits of w (free; they equal F w to rounding), or with
-    // `fresh` from the product F float(w), which certifies exactly the weights returned: the
-    // solve ends only at a fresh check.
-    const auto check_point = [&](int iteration, bool fresh) {
+    // Certifies float(w), left in `weights`; appends the trace row. One pass over F: the
+    // fresh F float(w) for the primal and, unless the step's pass already has it (v = w),
+    // the gradient at w for the dual point.
+    const auto check_point = [&](int iteration) {
         weights = w.cast<float>();
-        const double loss = fresh ? eval.checked_point(weights, z_out) : eval.loss(zw, nullptr);
-        if (fresh) ++info.products;
-        if (!have_grad_v) {
-            (void)eval.loss(zv, &gv);
-            eval.backward(gv, grad_v);
-            ++info.products;
-            have_grad_v = true;
+        const bool reuse = v_is_w && have_grad_v;
+        const double loss = eval.checked_point(weights, z_out, reuse ? nullptr : &zw, gw, grad_w);
+        info.products += reuse ? 1 : 2;
+        if (reuse) {
+            gw = gv;
+            grad_w = grad_v;
         }
         const double primal = loss + beta * group_norms(weights, h).sum();
         // The scaled gradient's dual value oscillates with FISTA's momentum; every one is a
         // valid lower bound, so the best so far certifies.
-        best_dual = std::max(best_dual, scaled_gradient_dual(eval, beta, problem.loss, gv, grad_v));
+        best_dual = std::max(best_dual, scaled_gradient_dual(eval, beta, problem.loss, gw, grad_w));
         const Certificate cert = certify_gap(primal, best_dual);
         info.trace.push_back({iteration, cert.primal, cert.dual, cert.gap, cert.rel_gap, active_groups(weights, h),
                               seconds_since(start), eta});
         return cert;
-    };
-    // Replaces the last trace row (from cached logits) by a fresh one.
-    const auto refresh_check = [&](int iteration) {
-        info.trace.pop_back();
-        return check_point(iteration, true);
     };
 
     int k = first_k;
@@ -769,25 +757,23 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         const bool last = k >= settings.max_iters || time_up;
         const bool check = k % settings.check_every == 0 || last;
         if (check) {
-            bool fresh = last;
-            Certificate cert = check_point(k, fresh);
+            const Certificate cert = check_point(k);
             if (k == 0) initial_objective = cert.primal;
-            // Converged by the cached primal: confirmed by the fresh one before stopping.
-            if (!fresh && cert.rel_gap <= settings.rel_gap_tol) {
-                cert = refresh_check(k);
-                fresh = true;
-            }
             const SolverTraceRow& row = info.trace.back();
             const SolverProgress progress{k,           cert.primal,       cert.dual,   cert.gap, cert.rel_gap,
-                                          row.active_groups, row.seconds, &weights, fresh ? &z_out : &zw};
+                                          row.active_groups, row.seconds, &weights, &z_out};
             const bool keep_going = !settings.on_check || settings.on_check(progress);
-            if (!keep_going && !fresh) cert = refresh_check(k);
             const bool converged = cert.rel_gap <= settings.rel_gap_tol;
             if (converged) info.status = SolverStatus::solved;
             else if (!keep_going) info.status = SolverStatus::stopped;
             else if (k >= settings.max_iters) info.status = SolverStatus::max_iters_reached;
             else if (time_up) info.status = SolverStatus::time_limit_reached;
             if (converged || !keep_going || last) break;
+            if (v_is_w && !have_grad_v) {
+                std::swap(gv, gw);
+                std::swap(grad_v, grad_w);
+                have_grad_v = true;
+            }
         }
 
         // Gradient at the extrapolation point when no pass has computed it (a fresh start, a
@@ -835,10 +821,12 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         if (restart) {
             t = 1.0;
             v = wp;
+            v_is_w = true;
             ++info.restarts;
         } else {
             v = wp + momentum * (wp - w);
             t = t_next;
+            v_is_w = false;
         }
         std::swap(zv, zn);
         std::swap(gv, gn);
@@ -847,7 +835,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         std::swap(zw, zp);
     }
 
-    if (info.status == SolverStatus::diverged) (void)check_point(info.iterations, true);
+    if (info.status == SolverStatus::diverged) (void)check_point(info.iterations);
     // An interrupted solve reports its last check (its weights are the uncertified iterate).
     if (!info.trace.empty()) {
         const SolverTraceRow& final_row = info.trace.back();
@@ -869,6 +857,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         state->eta = eta;
         state->initial_objective = initial_objective;
         state->best_dual = best_dual;
+        state->v_is_w = v_is_w;
         state->seconds = info.seconds;
         state->info = info;
     }

@@ -56,6 +56,7 @@ json state_to_json(const SolverState& state) {
             {"eta", state.eta},
             {"initial_objective", state.initial_objective},
             {"best_dual", state.best_dual},
+            {"v_is_w", state.v_is_w},
             {"seconds", state.seconds},
             {"info", state.info}};
 }
@@ -71,6 +72,7 @@ SolverState state_from_json(const json& value) {
     value.at("eta").get_to(state.eta);
     value.at("initial_objective").get_to(state.initial_objective);
     value.at("best_dual").get_to(state.best_dual);
+    value.at("v_is_w").get_to(state.v_is_w);
     value.at("seconds").get_to(state.seconds);
     value.at("info").get_to(state.info);
     return state;

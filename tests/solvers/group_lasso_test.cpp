@@ -547,16 +547,19 @@ TEST(GroupLassoSolver, StopsWithTheRightStatus) {
 }
 
 // SolveInfo::products counts the F U and F^T G products (the solver's flops are 2 n (B*h) C
-// per product, which the benchmarks divide by the time): one F U and one F^T G at the start,
-// one F U and one F^T G per step tried (accepted or rejected; one pass over F computes both),
-// and one F U for the last check. The other checks cost none: their dual point is the
-// gradient the next step needs, their primal the cached logits.
+// per product, which the benchmarks divide by the time): one F U at the start, one F U and
+// one F^T G per step tried (accepted or rejected; one pass over F computes both), one F U and
+// one F^T G per check, except that a check right after a restart (v = w) reuses the
+// gradient its step's pass computed.
 TEST(GroupLassoSolver, ProductCountMatchesTheSolversWork) {
     const Data data = make_data(80, 6, 3, 3, 85);
     const GroupLassoProblem problem = data.problem(Loss::cross_entropy);
     const double beta = 0.02 * beta_max(problem);
-    const auto expected = [](const SolveInfo& info) { return 3 + 2 * static_cast<std::int64_t>(info.iterations + info.backtracks); };
+    const auto expected = [](const SolveInfo& info) {
+        return 1 + 2 * static_cast<std::int64_t>(info.trace.size()) + 2 * (info.iterations + info.backtracks);
+    };
 
+    // Without restarts the momentum never returns to v = w after the first step.
     SolverSettings plain = settings_for(beta, 0.0, 23);
     plain.restart = false;
     plain.check_every = 10;
@@ -566,50 +569,19 @@ TEST(GroupLassoSolver, ProductCountMatchesTheSolversWork) {
     ASSERT_EQ(info.trace.size(), 4u);  // checks at 0, 10, 20 and the last iterate
     EXPECT_GT(info.backtracks, 0) << "the first step 1 is too long for these data";
     EXPECT_EQ(info.products, expected(info));
+    EXPECT_EQ(info.products, 1 + 2 * 4 + 2 * (23 + info.backtracks));
 
-    // A check at every step, across restarts: still free.
+    // With restarts a check right after a restart saves one product.
     SolverSettings restarting = settings_for(beta, 0.0, 200);
     restarting.check_every = 1;
     u = data.zeros();
     const SolveInfo with_restarts = solve_group_lasso(problem, restarting, u);
     ASSERT_GT(with_restarts.restarts, 0);
-    ASSERT_EQ(with_restarts.trace.size(), 201u);
-    EXPECT_EQ(with_restarts.products, expected(with_restarts));
+    EXPECT_LT(with_restarts.products, expected(with_restarts));
+    EXPECT_GE(with_restarts.products, expected(with_restarts) - with_restarts.restarts);
 
     // The JSON of the solve (checkpoints) carries the count.
     EXPECT_EQ(nlohmann::json(info).at("products").get<std::int64_t>(), info.products);
-}
-
-// The last trace row certifies the returned weights exactly (a fresh product), whatever
-// ended the solve; the rows before it, from cached logits, agree with fresh values to rounding.
-TEST(GroupLassoSolver, TheLastCheckCertifiesTheReturnedWeights) {
-    const Data data = make_data(80, 6, 3, 3, 86);
-    for (Loss loss : losses) {
-        SCOPED_TRACE(to_string(loss));
-        const GroupLassoProblem problem = data.problem(loss);
-        const double beta = 0.02 * beta_max(problem);
-        const Reference ref(data, loss);
-        for (const double tol : {0.0, 1e-3}) {
-            SolverSettings settings = settings_for(beta, tol, 400);
-            std::vector<double> cached;
-            std::vector<RowMatrixF> seen;
-            settings.on_check = [&](const SolverProgress& progress) {
-                cached.push_back(progress.primal);
-                seen.push_back(*progress.weights);
-                return true;
-            };
-            RowMatrixF u = data.zeros();
-            const SolveInfo info = solve_group_lasso(problem, settings, u);
-            EXPECT_EQ(info.status, tol > 0.0 ? SolverStatus::solved : SolverStatus::max_iters_reached);
-            EXPECT_EQ(info.primal, info.trace.back().primal);
-            EXPECT_NEAR(info.primal, ref.primal(u.cast<double>(), beta), 1e-6 * info.primal);
-            const Certificate fresh = certificate(problem, beta, u);
-            EXPECT_NEAR(info.primal, fresh.primal, 1e-9 * fresh.primal) << "the same product";
-            ASSERT_EQ(cached.size(), seen.size());
-            for (std::size_t i = 0; i < seen.size(); i += 7)
-                EXPECT_NEAR(cached[i], ref.primal(seen[i].cast<double>(), beta), 1e-5 * cached[i]) << "check " << i;
-        }
-    }
 }
 
 TEST(GroupLassoSolver, InterruptedSolvesResumeBitForBit) {

@@ -84,7 +84,7 @@ struct SolverSettings {
     int max_iters = 1000;          ///< FISTA steps, >= 1 (--max-iters)
     double rel_gap_tol = 1e-4;     ///< stop when gap / primal <= this at a check, >= 0 (--tol)
     double time_limit_s = 0.0;     ///< wall-clock seconds, 0 = none (--time-limit)
-    int check_every = 10;          ///< iterations between duality-gap checks (free but the last), >= 1
+    int check_every = 10;          ///< iterations between duality-gap checks (each costs one F^T G), >= 1
     // ---- R-FISTA knobs (SOLVERS.md 5.3)
     double initial_step = 1.0;     ///< first eta tried, > 0
     double backtrack = 0.5;        ///< eta shrink factor when the sufficient-decrease test fails, in (0, 1)
@@ -148,8 +148,8 @@ struct SolveInfo {
     int backtracks = 0;       ///< rejected steps (each cost one F U product)
     /// Products with the features, F U and F^T G, each 2 n (B*h) C flops: the solver's
     /// work (one F U at a fresh start and one F^T G at a fresh or resumed start; per step
-    /// tried one F U and one F^T G, in one pass over F; one F U for the final check, and one
-    /// for each check whose cached gap met the tolerance, confirmed by a fresh product).
+    /// tried one F U and one F^T G, in one pass over F; per check one F U and, unless the
+    /// last step restarted, one F^T G, again in one pass).
     std::int64_t products = 0;
     double step = 0.0;        ///< final eta (a good initial_step for a warm-started neighbour)
     std::vector<SolverTraceRow> trace;  ///< one row per check, the last for the returned weights
@@ -166,6 +166,7 @@ struct SolverState {
     double eta = 0.0;            ///< step size
     double initial_objective = 0.0;
     double best_dual = 0.0;      ///< best dual value so far (valid once a check ran)
+    bool v_is_w = true;
     double seconds = 0.0;        ///< solve time already spent
     SolveInfo info;              ///< counters and trace so far
 
@@ -185,9 +186,8 @@ struct Certificate {
 /// Minimizes P(U) starting from `weights` ((B*h) x C: the warm start, zeros for a cold
 /// start) and leaves the last iterate there, rounded to float (the iterates themselves are
 /// double; SolveInfo certifies exactly the float weights returned).
-/// Cost per iteration: one F^T G and one F U per step tried, in one pass over F. Checks are
-/// free (the dual point uses the gradient the next step needs, the primal the cached
-/// logits) except the last, whose one F U certifies the returned weights; both products are TBB-parallel over fixed blocks, so the weights are bitwise
+/// Cost per iteration: one F^T G and one F U per step tried, plus one F U and one F^T G
+/// per check; both products are TBB-parallel over fixed blocks, so the weights are bitwise
 /// the same for any thread count. Throws cvxcnn::Error (bad_input) for invalid settings,
 /// problem or warm start; (internal) for a negative duality gap beyond rounding.
 /// With `state`: a non-empty state is resumed (`weights` is then ignored as a start; its
