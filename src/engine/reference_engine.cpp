@@ -166,14 +166,6 @@ RowMatrixF softmax_rows(const RowMatrixF& logits) {
     return result;
 }
 
-double reference_accuracy(const Model& model, const Dataset& images) {
-    if (images.size() == 0) return -1.0;
-    const std::vector<std::int32_t> predicted = argmax_rows(reference_logits(model, images));
-    std::size_t correct = 0;
-    for (std::size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == images.labels[i];
-    return static_cast<double>(correct) / static_cast<double>(images.size());
-}
-
 std::vector<std::int32_t> argmax_rows(const RowMatrixF& matrix) {
     if (matrix.rows() > 0 && matrix.cols() == 0)
         throw Error(ErrorKind::bad_input, "argmax_rows: matrix has " + std::to_string(matrix.rows()) +

@@ -5,7 +5,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cvxcnn/engine/reference_engine.hpp"
 #include "cvxcnn/train/convex_training.hpp"
 #include "cvxcnn/train/training_split.hpp"
 #include "cvxcnn/util/error.hpp"

@@ -7,7 +7,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cvxcnn/engine/reference_engine.hpp"
 #include "cvxcnn/patches/patch_matrix.hpp"
 #include "cvxcnn/patterns/sign_patterns.hpp"
 #include "cvxcnn/problem/convex_features.hpp"

@@ -25,10 +25,7 @@ double seconds_since(Clock::time_point start) {
 
 double accuracy_of(const RowMatrixF& features, const RowMatrixF& weights, std::span<const std::int32_t> labels) {
     if (labels.empty()) return -1.0;
-    const std::vector<std::int32_t> predicted = argmax_rows(features * weights);
-    std::size_t correct = 0;
-    for (std::size_t j = 0; j < predicted.size(); ++j) correct += predicted[j] == labels[j];
-    return static_cast<double>(correct) / static_cast<double>(labels.size());
+    return prediction_accuracy(argmax_rows(features * weights), labels);
 }
 
 double accuracy_of_logits(const RowMatrixD& logits, std::span<const std::int32_t> labels) {
@@ -481,10 +478,7 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
             (network_logits - convex_logits).cwiseAbs().maxCoeff() / std::max(1e-30f, convex_logits.cwiseAbs().maxCoeff());
         if (!val_indices.empty() && !gated) {
             const Dataset raw_val = subset(data, val_indices);
-            const std::vector<std::int32_t> predicted = argmax_rows(engine.logits(raw_val));
-            std::size_t correct = 0;
-            for (std::size_t j = 0; j < predicted.size(); ++j) correct += predicted[j] == raw_val.labels[j];
-            result.val_accuracy = static_cast<double>(correct) / static_cast<double>(predicted.size());
+            result.val_accuracy = prediction_accuracy(argmax_rows(engine.logits(raw_val)), raw_val.labels);
         }
     }
     result.seconds = seconds_since(start);

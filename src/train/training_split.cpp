@@ -4,8 +4,10 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <string>
 #include <utility>
 
+#include "cvxcnn/engine/reference_engine.hpp"
 #include "cvxcnn/util/error.hpp"
 
 namespace cvxcnn {
@@ -52,6 +54,21 @@ TrainingSplit prepare_training_split(const Dataset& data, const Architecture& ar
     normalization.apply(normalized);
     PatchMatrices patches = extract_patches(normalized, architecture);
     return {std::move(train), subset(data, val_indices), normalization, std::move(patches)};
+}
+
+double prediction_accuracy(std::span<const std::int32_t> predicted, std::span<const std::int32_t> labels) {
+    if (predicted.size() != labels.size())
+        throw Error(ErrorKind::internal, "prediction_accuracy: " + std::to_string(predicted.size()) +
+                                             " predictions for " + std::to_string(labels.size()) + " labels");
+    if (labels.empty()) return -1.0;
+    std::size_t correct = 0;
+    for (std::size_t i = 0; i < labels.size(); ++i) correct += predicted[i] == labels[i];
+    return static_cast<double>(correct) / static_cast<double>(labels.size());
+}
+
+double reference_accuracy(const Model& model, const Dataset& images) {
+    if (images.size() == 0) return -1.0;
+    return prediction_accuracy(argmax_rows(reference_logits(model, images)), images.labels);
 }
 
 nlohmann::json run_facts_json(const RunFacts& facts, std::uint64_t seed) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "cvxcnn/util/error.hpp"
 #include "test_support.hpp"
@@ -69,4 +70,12 @@ TEST(TrainingSplit, RunFactsAreTheTailOfTheTrainingRecord) {
     EXPECT_DOUBLE_EQ(record["val_accuracy"].get<double>(), 0.8);
     EXPECT_EQ(record["seed"], 7);
     EXPECT_DOUBLE_EQ(record["time_s"].get<double>(), 1.5);
+}
+
+TEST(TrainingSplit, AccuracyIsTheFractionOfPredictionsEqualToTheLabels) {
+    const std::vector<std::int32_t> labels{0, 1, 2, 1}, predicted{0, 1, 1, 1};
+    EXPECT_DOUBLE_EQ(prediction_accuracy(predicted, labels), 0.75);
+    EXPECT_DOUBLE_EQ(prediction_accuracy(labels, labels), 1.0);
+    EXPECT_EQ(prediction_accuracy({}, {}), -1.0) << "no validation split";
+    EXPECT_THROW((void)prediction_accuracy(predicted, std::vector<std::int32_t>{0, 1}), Error);
 }

@@ -32,10 +32,6 @@ namespace cvxcnn {
 /// Row-wise softmax, stable: exp(x - max(row)) / sum, so large logits do not overflow.
 [[nodiscard]] RowMatrixF softmax_rows(const RowMatrixF& logits);
 
-/// The fraction of `images` whose reference logits' argmax is their label; -1 for no
-/// images (a run without a validation split).
-[[nodiscard]] double reference_accuracy(const Model& model, const Dataset& images);
-
 /// Column index of each row's maximum; ties go to the lowest index (as numpy.argmax).
 /// Throws cvxcnn::Error (bad_input) if the matrix has rows but no columns.
 [[nodiscard]] std::vector<std::int32_t> argmax_rows(const RowMatrixF& matrix);

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -12,6 +13,7 @@
 
 #include "cvxcnn/data/dataset.hpp"
 #include "cvxcnn/model/architecture.hpp"
+#include "cvxcnn/model/model.hpp"
 #include "cvxcnn/patches/patch_matrix.hpp"
 
 namespace cvxcnn {
@@ -47,6 +49,14 @@ struct RunFacts {
     std::size_t val_samples = 0;
     double seconds = 0.0;
 };
+
+/// The fraction of `predicted` equal to `labels` (same length); -1 for none, as RunFacts
+/// reports a run without a validation split.
+[[nodiscard]] double prediction_accuracy(std::span<const std::int32_t> predicted,
+                                         std::span<const std::int32_t> labels);
+
+/// prediction_accuracy of the reference engine's classes for `images`.
+[[nodiscard]] double reference_accuracy(const Model& model, const Dataset& images);
 
 /// {train_samples, val_samples, train_accuracy, val_accuracy, seed, time_s}: the tail of a
 /// model file's training record (merge it with json::update).
