@@ -39,13 +39,50 @@ inline void keep_in_register(Vector& v) {
 #endif
 }
 
-constexpr int class_block = 4;      // classes per register block (both kernels)
-constexpr int row_block = 4;        // rows of F per register block of product_rows
-constexpr int strip_vectors = 4;    // vectors of columns per strip of add_transpose_product
+// Register blocks, sized to the vector registers (32 with AVX-512, else 16): product_rows
+// keeps row_block x product_classes accumulators plus product_classes vectors of U^T;
+// add_transpose_product keeps transpose_classes x strip_vectors accumulators plus the
+// strip's vectors of F. Wider blocks read each vector of F (and of U^T) for more FMAs: with
+// AVX-512 and C = 10 the transpose reads every strip of F once instead of three times.
+#if defined(__AVX512F__)
+constexpr int product_classes = 5;     // 4 x 5 accumulators + 5 of U^T
+constexpr int transpose_classes = 10;  // 10 x 2 accumulators + 2 of F
+constexpr int strip_vectors = 2;
+#else
+constexpr int product_classes = 4;
+constexpr int transpose_classes = 4;
+constexpr int strip_vectors = 4;
+#endif
+constexpr int row_block = 4;  // rows of F per register block of product_rows
+
+/// Splits `classes` into the fewest blocks of at most `widest`, as even as possible, and
+/// calls block(first_class, width) for each (so 10 classes in blocks of 4 are 4, 3, 3, not
+/// 4, 4, 2: a narrow last block does few FMAs per vector it loads).
+template <typename Block>
+void for_class_blocks(Index classes, int widest, Block&& block) {
+    const Index blocks = (classes + widest - 1) / widest;
+    Index first = 0;
+    for (Index b = 0; b < blocks; ++b) {
+        const Index width = classes / blocks + (b < classes % blocks ? 1 : 0);
+        block(first, static_cast<int>(width));
+        first += width;
+    }
+}
+
+/// Calls kernel.template operator()<W>() for the compile-time width W = width in [1, Max].
+template <int Max, typename Kernel>
+void with_width(int width, Kernel&& kernel) {
+    if constexpr (Max >= 1) {
+        if (width == Max) kernel.template operator()<Max>();
+        else with_width<Max - 1>(width, kernel);
+    }
+}
 
 // Rows [0, RW) x classes [0, CW) of z (row stride classes), dot products along the columns.
+// Kernels are kept out of line: inlined into their dispatch, GCC 12 spilled the
+// accumulators of the 4 x 5 block to the stack in every iteration (1.5x slower).
 template <int RW, int CW>
-void product_block(const float* f, Index ld_f, Index columns, const float* ut, Index classes, float* z) {
+[[gnu::noinline]] void product_block(const float* f, Index ld_f, Index columns, const float* ut, Index classes, float* z) {
     Vector acc[RW][CW] = {};
     Index i = 0;
     for (; i + lanes <= columns; i += lanes) {
@@ -71,20 +108,16 @@ void product_block(const float* f, Index ld_f, Index columns, const float* ut, I
 
 template <int RW>
 void product_row_block(const float* f, Index ld_f, Index columns, const float* ut, Index classes, float* z) {
-    Index c = 0;
-    for (; c + class_block <= classes; c += class_block)
-        product_block<RW, class_block>(f, ld_f, columns, ut + c * columns, classes, z + c);
-    switch (classes - c) {
-        case 3: product_block<RW, 3>(f, ld_f, columns, ut + c * columns, classes, z + c); break;
-        case 2: product_block<RW, 2>(f, ld_f, columns, ut + c * columns, classes, z + c); break;
-        case 1: product_block<RW, 1>(f, ld_f, columns, ut + c * columns, classes, z + c); break;
-        default: break;
-    }
+    for_class_blocks(classes, product_classes, [&](Index c, int width) {
+        with_width<product_classes>(width, [&]<int CW>() {
+            product_block<RW, CW>(f, ld_f, columns, ut + c * columns, classes, z + c);
+        });
+    });
 }
 
 // Columns [i, i + strip_vectors * lanes) x classes [0, CW) of acc_t, summed over the rows.
 template <int CW>
-void transpose_strip(const float* f, Index ld_f, Index rows, Index columns, const float* g, Index classes,
+[[gnu::noinline]] void transpose_strip(const float* f, Index ld_f, Index rows, Index columns, const float* g, Index classes,
                      float* acc_t, Index i) {
     Vector acc[CW][strip_vectors];
     for (int c = 0; c < CW; ++c)
@@ -114,19 +147,20 @@ void product_rows(const float* f, Index ld_f, Index rows, Index columns, const f
 }
 
 void add_transpose_product(const float* f, Index ld_f, Index rows, Index columns, const float* g, Index classes,
-                           float* acc_t) {
+                           float* acc_t, const float* prefetch, Index prefetch_rows) {
     constexpr Index strip = strip_vectors * lanes;
+    constexpr Index floats_per_line = 64 / sizeof(float);
     Index i = 0;
     for (; i + strip <= columns; i += strip) {
-        Index c = 0;
-        for (; c + class_block <= classes; c += class_block)
-            transpose_strip<class_block>(f, ld_f, rows, columns, g + c, classes, acc_t + c * columns, i);
-        switch (classes - c) {
-            case 3: transpose_strip<3>(f, ld_f, rows, columns, g + c, classes, acc_t + c * columns, i); break;
-            case 2: transpose_strip<2>(f, ld_f, rows, columns, g + c, classes, acc_t + c * columns, i); break;
-            case 1: transpose_strip<1>(f, ld_f, rows, columns, g + c, classes, acc_t + c * columns, i); break;
-            default: break;
-        }
+        // The next rows' part of this strip, into L2 while this one computes: the next pass
+        // block's F U then finds them there instead of waiting for memory.
+        for (Index r = 0; r < prefetch_rows; ++r)
+            for (Index k = 0; k < strip; k += floats_per_line) __builtin_prefetch(prefetch + r * ld_f + i + k, 0, 2);
+        for_class_blocks(classes, transpose_classes, [&](Index c, int width) {
+            with_width<transpose_classes>(width, [&]<int CW>() {
+                transpose_strip<CW>(f, ld_f, rows, columns, g + c, classes, acc_t + c * columns, i);
+            });
+        });
     }
     // The last columns (fewer than a strip), one at a time.
     for (; i < columns; ++i)

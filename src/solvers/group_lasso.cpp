@@ -84,6 +84,12 @@ Eigen::MatrixXd group_norms(const Eigen::MatrixBase<Derived>& weights, int h) {
     return norms;
 }
 
+/// The loss gradient G = dL/dZ at some logits and its F^T G.
+struct GradientAt {
+    RowMatrixF g;     ///< n x C
+    RowMatrixF grad;  ///< (B*h) x C
+};
+
 /// The numerical core of one problem: the two products and the row-separable loss terms.
 /// Both products run as passes over F (pass()): the solver's proximal step computes F d
 /// and, for the rows just multiplied, the loss gradient at the next extrapolation point and
@@ -120,7 +126,7 @@ public:
         const auto total = sum_over_rows<1>(n_, [&](Index begin, Index end) {
             std::vector<double> p(static_cast<std::size_t>(classes_));
             double sum = 0.0;
-            for (Index j = begin; j < end; ++j) sum += row_loss(z, j, p, g);
+            for (Index j = begin; j < end; ++j) sum += row_loss(z, j, p, g ? &(*g)(j, 0) : nullptr);
             return std::array<double, 1>{sum};
         });
         return total[0] / static_cast<double>(n_);
@@ -135,15 +141,23 @@ public:
     /// shrink the step to nothing.
     /// In the same pass, assuming the step will be accepted: the logits of the next
     /// extrapolation point Zn = Zp + momentum (Zp - Zw) (Zn = Zp at a restart), Gn = dL/dZ(Zn)
-    /// and grad_n = F^T Gn, the next iteration's gradient.
+    /// and grad_n = F^T Gn, the next iteration's gradient. With `at_p` also Gp = dL/dZ(Zp)
+    /// and F^T Gp, the gradient at w+ that the next check's dual point needs: a second
+    /// transpose product of rows already in cache, instead of a pass of its own.
     std::pair<double, double> step(const RowMatrixF& d, const RowMatrixD& zv, const RowMatrixD& zw, bool restart,
                                    double momentum, RowMatrixD& zp, RowMatrixD& zn, RowMatrixF& gn,
-                                   RowMatrixF& grad_n) const {
+                                   RowMatrixF& grad_n, GradientAt* at_p = nullptr) const {
         zp.resize(n_, classes_);
         zn.resize(n_, classes_);
-        gn.resize(n_, classes_);
+        // Gn and Gp side by side: one transpose product of 2C columns gives both F^T G,
+        // each column with the same arithmetic as a product of its own.
+        const Index g_cols = at_p ? 2 * classes_ : classes_;
+        RowMatrixF both;
+        RowMatrixF& g = at_p ? both : gn;
+        RowMatrixF grad_both;
+        g.resize(n_, g_cols);
         const RowMatrixF dt = d.transpose();
-        const auto total = pass<2>(&dt, &gn, &grad_n, [&](Index begin, Index end, const float* zd) {
+        const auto total = pass<2>(&dt, &g, at_p ? &grad_both : &grad_n, [&](Index begin, Index end, const float* zd) {
             std::vector<double> p(static_cast<std::size_t>(classes_));
             double divergence = 0.0, loss = 0.0;
             for (Index j = begin; j < end; ++j) {
@@ -154,13 +168,25 @@ public:
                     zn.row(j) = zp.row(j);
                 else
                     for (int c = 0; c < classes_; ++c) zn(j, c) = zp(j, c) + momentum * (zp(j, c) - zw(j, c));
-                loss += row_loss(zp, j, p, nullptr);
-                (void)row_loss(zn, j, p, &gn);
+                loss += row_loss(zp, j, p, at_p ? &g(j, classes_) : nullptr);
+                (void)row_loss(zn, j, p, &g(j, 0));
             }
             return std::array<double, 2>{divergence, loss};
         });
+        if (at_p) {
+            gn = both.leftCols(classes_);
+            at_p->g = both.rightCols(classes_);
+            grad_n = grad_both.leftCols(classes_);
+            at_p->grad = grad_both.rightCols(classes_);
+        }
         const double inv_n = 1.0 / static_cast<double>(n_);
         return {total[0] * inv_n, total[1] * inv_n};
+    }
+
+    /// G = dL/dZ(z) and grad = F^T G: one transpose product, the same bits as step()'s.
+    void gradient_at(const RowMatrixD& z, GradientAt& out) const {
+        (void)loss(z, &out.g);
+        backward(out.g, out.grad);
     }
 
     /// A certificate's pass: z_out = F u and L(z_out) (returned), and, when g_at is given,
@@ -179,8 +205,8 @@ public:
                                        // At g_at = &z_out one softmax per row gives both.
                                        const bool same = g_at == &z_out;
                                        for (Index j = begin; j < end; ++j) {
-                                           loss += row_loss(z_out, j, p, same ? &g : nullptr);
-                                           if (g_at && !same) (void)row_loss(*g_at, j, p, &g);
+                                           loss += row_loss(z_out, j, p, same ? &g(j, 0) : nullptr);
+                                           if (g_at && !same) (void)row_loss(*g_at, j, p, &g(j, 0));
                                        }
                                        return std::array<double, 1>{loss};
                                    });
@@ -230,13 +256,15 @@ private:
         const Index slots = std::min(pass_slots, chunks);
         std::vector<std::array<double, K>> chunk_sums(static_cast<std::size_t>(chunks));
         std::vector<RowMatrixD> slot_sums(grad ? static_cast<std::size_t>(slots) : 0);
+        const Index g_cols = g ? g->cols() : 0;
         oneapi::tbb::parallel_for(Index{0}, slots, [&](Index slot) {
             RowMatrixF partial;
             if (grad) {
-                partial.resize(classes_, columns_);
-                slot_sums[static_cast<std::size_t>(slot)].setZero(classes_, columns_);
+                partial.resize(g_cols, columns_);
+                slot_sums[static_cast<std::size_t>(slot)].setZero(g_cols, columns_);
             }
             std::vector<float> zf(ut ? static_cast<std::size_t>(rows_per_block * classes_) : 0);
+            const Index slot_end = std::min(n_, chunks * (slot + 1) / slots * rows_per_partial);
             for (Index chunk = chunks * slot / slots; chunk < chunks * (slot + 1) / slots; ++chunk) {
                 const Index chunk_begin = chunk * rows_per_partial;
                 const Index chunk_end = std::min(n_, chunk_begin + rows_per_partial);
@@ -250,7 +278,9 @@ private:
                     for (std::size_t k = 0; k < K; ++k) sums[k] += block[k];
                     if (grad)
                         detail::add_transpose_product(f_rows, columns_, end - begin, columns_,
-                                                      g->data() + begin * classes_, classes_, partial.data());
+                                                      g->data() + begin * g_cols, g_cols, partial.data(),
+                                                      f_.data() + end * columns_,
+                                                      std::min(rows_per_block, slot_end - end));
                 }
                 chunk_sums[static_cast<std::size_t>(chunk)] = sums;
                 if (grad) slot_sums[static_cast<std::size_t>(slot)] += partial.cast<double>();
@@ -271,22 +301,22 @@ private:
             for (int c = 0; c < classes_; ++c) z(j, c) = static_cast<double>(zf[(j - begin) * classes_ + c]);
     }
 
-    /// Row j's loss term at logits z, and (if g) its gradient row (1/n) dL_j/dz_j into row j of *g.
-    double row_loss(const RowMatrixD& z, Index j, std::vector<double>& p, RowMatrixF* g) const {
+    /// Row j's loss term at logits z, and (if g) its gradient row (1/n) dL_j/dz_j into g[0, C).
+    double row_loss(const RowMatrixD& z, Index j, std::vector<double>& p, float* g) const {
         const double inv_n = 1.0 / static_cast<double>(n_);
         const int y = labels_[static_cast<std::size_t>(j)];
         if (loss_ == Loss::cross_entropy) {
             const double lse = softmax_row(z, j, p);
             if (g)
                 for (int c = 0; c < classes_; ++c)
-                    (*g)(j, c) = static_cast<float>((p[c] - (c == y ? 1.0 : 0.0)) * inv_n);
+                    g[c] = static_cast<float>((p[c] - (c == y ? 1.0 : 0.0)) * inv_n);
             return lse - z(j, y);
         }
         double sum = 0.0;
         for (int c = 0; c < classes_; ++c) {
             const double r = z(j, c) - (c == y ? 1.0 : 0.0);
             sum += 0.5 * r * r;
-            if (g) (*g)(j, c) = static_cast<float>(r * inv_n);
+            if (g) g[c] = static_cast<float>(r * inv_n);
         }
         return sum;
     }
@@ -689,10 +719,15 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     // tried: Z(wp) = Z(v) + F d, and Z at the next extrapolation point is the momentum
     // combination of the Z at the last two iterates (a recursion with roots 1 and the
     // momentum, so its rounding errors do not grow).
-    // At a check the returned weights are float(w): their objective comes from a fresh
-    // product, the dual point from the cached Z(w) (any dual point gives a valid bound).
+    // A check takes the primal and the dual point from the cached Z(w) (any dual point gives
+    // a valid bound), and the gradient at w from the pass of the step before it, which
+    // computes it as a second transpose product of the rows in cache: checks cost no pass
+    // of their own. Only the check that ends the solve certifies the float(w) returned with
+    // a fresh product.
     RowMatrixD w, v, wp;
-    RowMatrixF d, gv, grad_v, gn, grad_n, gw, grad_w;
+    RowMatrixF d, gv, grad_v, gn, grad_n;
+    GradientAt at_w, at_p;
+    bool have_at_w = false;  // at_w is the gradient at the current w
     RowMatrixD zw, zv, zp, zn, z_out;
     double t = 1.0;
     double eta = settings.initial_step;
@@ -724,22 +759,36 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         zv = zw;
     }
 
-    // Certifies float(w), left in `weights`; appends the trace row. One pass over F: the
-    // fresh F float(w) for the primal and, unless the step's pass already has it (v = w),
-    // the gradient at w for the dual point.
-    const auto check_point = [&](int iteration) {
+    // Certifies float(w), left in `weights`, and appends the trace row. `fresh`: the primal
+    // from a fresh product F float(w) (its logits then in z_out), else from the cached
+    // Z(w). Costs that product if fresh, and the gradient at w unless a step's pass has it
+    // (the last step's, or at v = w the gradient of the step to come).
+    const RowMatrixD* check_logits = nullptr;
+    const auto check_point = [&](int iteration, bool fresh) {
         weights = w.cast<float>();
-        const bool reuse = v_is_w && have_grad_v;
-        const double loss = eval.checked_point(weights, z_out, reuse ? nullptr : &zw, gw, grad_w);
-        info.products += reuse ? 1 : 2;
-        if (reuse) {
-            gw = gv;
-            grad_w = grad_v;
+        if (!have_at_w && v_is_w && have_grad_v) {
+            at_w.g = gv;
+            at_w.grad = grad_v;
+            have_at_w = true;
         }
+        double loss;
+        if (fresh) {
+            loss = eval.checked_point(weights, z_out, have_at_w ? nullptr : &zw, at_w.g, at_w.grad);
+            info.products += have_at_w ? 1 : 2;
+            check_logits = &z_out;
+        } else {
+            loss = eval.loss(zw, nullptr);
+            if (!have_at_w) {
+                eval.gradient_at(zw, at_w);
+                ++info.products;
+            }
+            check_logits = &zw;
+        }
+        have_at_w = true;
         const double primal = loss + beta * group_norms(weights, h).sum();
         // The scaled gradient's dual value oscillates with FISTA's momentum; every one is a
         // valid lower bound, so the best so far certifies.
-        best_dual = std::max(best_dual, scaled_gradient_dual(eval, beta, problem.loss, gw, grad_w));
+        best_dual = std::max(best_dual, scaled_gradient_dual(eval, beta, problem.loss, at_w.g, at_w.grad));
         const Certificate cert = certify_gap(primal, best_dual);
         info.trace.push_back({iteration, cert.primal, cert.dual, cert.gap, cert.rel_gap, active_groups(weights, h),
                               seconds_since(start), eta});
@@ -757,22 +806,30 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         const bool last = k >= settings.max_iters || time_up;
         const bool check = k % settings.check_every == 0 || last;
         if (check) {
-            const Certificate cert = check_point(k);
+            Certificate cert = check_point(k, last);
             if (k == 0) initial_objective = cert.primal;
             const SolverTraceRow& row = info.trace.back();
             const SolverProgress progress{k,           cert.primal,       cert.dual,   cert.gap, cert.rel_gap,
-                                          row.active_groups, row.seconds, &weights, &z_out};
+                                          row.active_groups, row.seconds, &weights, check_logits};
             const bool keep_going = !settings.on_check || settings.on_check(progress);
-            const bool converged = cert.rel_gap <= settings.rel_gap_tol;
+            bool converged = cert.rel_gap <= settings.rel_gap_tol;
+            if (!last && (converged || !keep_going)) {
+                // The solve ends here: the weights returned get their own product. (The cached
+                // logits differ from it by rounding only; if that undoes convergence, go on.)
+                info.trace.pop_back();
+                cert = check_point(k, true);
+                converged = cert.rel_gap <= settings.rel_gap_tol;
+            }
             if (converged) info.status = SolverStatus::solved;
             else if (!keep_going) info.status = SolverStatus::stopped;
             else if (k >= settings.max_iters) info.status = SolverStatus::max_iters_reached;
             else if (time_up) info.status = SolverStatus::time_limit_reached;
             if (converged || !keep_going || last) break;
             if (v_is_w && !have_grad_v) {
-                std::swap(gv, gw);
-                std::swap(grad_v, grad_w);
+                std::swap(gv, at_w.g);
+                std::swap(grad_v, at_w.grad);
                 have_grad_v = true;
+                have_at_w = false;
             }
         }
 
@@ -790,15 +847,19 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         // in case the step is accepted (momentum with the gradient-mapping restart, steps 3
         // and 4, decided by the candidate before the pass).
         double divergence = 0.0, loss_p = 0.0, step_sq = 0.0;
-        bool accepted = false, restart = false;
+        bool accepted = false, restart = false, with_at_p = false;
+        // The gradient at w+ for the next check (after a restart it is the one at v = w+).
+        const bool check_next = (k + 1) % settings.check_every == 0 || k + 1 >= settings.max_iters;
         const double t_next = 0.5 * (1.0 + std::sqrt(1.0 + 4.0 * t * t));
         const double momentum = (t - 1.0) / t_next;
         for (int attempt = 0; attempt < max_backtracks && !accepted; ++attempt) {
             prox_step(v, grad_v, eta, beta, h, metric, wp);
             restart = settings.restart && metric_inner(wp - w, v - wp, metric, h) > 0.0;
             d = (wp - v).cast<float>();
-            std::tie(divergence, loss_p) = eval.step(d, zv, zw, restart, momentum, zp, zn, gn, grad_n);
-            info.products += 2;
+            with_at_p = check_next && !restart;
+            std::tie(divergence, loss_p) =
+                eval.step(d, zv, zw, restart, momentum, zp, zn, gn, grad_n, with_at_p ? &at_p : nullptr);
+            info.products += with_at_p ? 3 : 2;
             step_sq = metric_inner(wp - v, wp - v, metric, h);
             accepted = std::isfinite(divergence) && std::isfinite(loss_p) && divergence <= step_sq / (2.0 * eta);
             if (!accepted) {
@@ -833,9 +894,11 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         std::swap(grad_v, grad_n);
         std::swap(w, wp);
         std::swap(zw, zp);
+        if (with_at_p) std::swap(at_w, at_p);
+        have_at_w = with_at_p;
     }
 
-    if (info.status == SolverStatus::diverged) (void)check_point(info.iterations);
+    if (info.status == SolverStatus::diverged) (void)check_point(info.iterations, true);
     // An interrupted solve reports its last check (its weights are the uncertified iterate).
     if (!info.trace.empty()) {
         const SolverTraceRow& final_row = info.trace.back();

@@ -1,8 +1,8 @@
 // The solver's narrow-C product kernels against plain double-precision products, on sizes
 // that exercise every remainder: rows not a multiple of the 4-row block, columns not a
-// multiple of a vector or of a 64-column strip, every class count from 1 to 11 (blocks of
-// 4 classes and the 1-, 2- and 3-class tails), and a leading dimension wider than the
-// columns used (a block of columns inside F).
+// multiple of a vector or of a 32- or 64-column strip, every class count from 1 to 21
+// (every block width, one to three blocks, as in the solver's 2C-column transposes), and a
+// leading dimension wider than the columns used (a block of columns inside F).
 #include <random>
 
 #include <gtest/gtest.h>
@@ -34,7 +34,7 @@ TEST(FeatureProducts, EqualPlainProductsForEveryRemainder) {
     std::mt19937 rng(7);
     for (const Eigen::Index rows : {1, 3, 4, 7, 16}) {
         for (const Eigen::Index columns : {1, 15, 16, 63, 64, 65, 200}) {
-            for (Eigen::Index classes = 1; classes <= 11; ++classes) {
+            for (Eigen::Index classes = 1; classes <= 21; ++classes) {
                 const Eigen::Index ld = columns + 5;  // F's rows are wider than the block used
                 const RowMatrixF f = random_matrix(rows, ld, rng);
                 const RowMatrixF u = random_matrix(columns, classes, rng);
@@ -54,6 +54,12 @@ TEST(FeatureProducts, EqualPlainProductsForEveryRemainder) {
                 const Eigen::MatrixXd magnitude =
                     start.cast<double>().cwiseAbs() + g.cast<double>().cwiseAbs().transpose() * fd.cwiseAbs();
                 expect_close(acc.cast<double>(), exact, magnitude, rows + 1);
+
+                // Prefetching the next rows is a hint: the same bits with and without it.
+                RowMatrixF prefetched = start;
+                detail::add_transpose_product(f.data(), ld, rows, columns, g.data(), classes, prefetched.data(),
+                                              f.data(), rows);
+                ASSERT_EQ(prefetched, acc);
             }
         }
     }
@@ -73,6 +79,24 @@ TEST(FeatureProducts, EachRowsResultDoesNotDependOnItsBlock) {
         RowMatrixF one(1, classes);
         detail::product_rows(f.data() + r * columns, columns, 1, columns, ut.data(), classes, one.data());
         EXPECT_EQ(one, all.row(r)) << "row " << r;
+    }
+}
+
+// Every output column of add_transpose_product is the same float computation whatever the
+// other columns of G are: the solver computes two gradients as one 2C-column product and
+// relies on each being the bits of its own C-column product.
+TEST(FeatureProducts, EachClassesResultDoesNotDependOnTheOtherClasses) {
+    std::mt19937 rng(9);
+    const Eigen::Index rows = 16, columns = 101, classes = 10;
+    const RowMatrixF f = random_matrix(rows, columns, rng);
+    const RowMatrixF both = random_matrix(rows, 2 * classes, rng);
+    RowMatrixF wide = RowMatrixF::Zero(2 * classes, columns);
+    detail::add_transpose_product(f.data(), columns, rows, columns, both.data(), 2 * classes, wide.data());
+    for (const Eigen::Index first : {Eigen::Index{0}, classes}) {
+        const RowMatrixF g = both.middleCols(first, classes);
+        RowMatrixF narrow = RowMatrixF::Zero(classes, columns);
+        detail::add_transpose_product(f.data(), columns, rows, columns, g.data(), classes, narrow.data());
+        EXPECT_EQ(narrow, wide.middleRows(first, classes)) << "classes from " << first;
     }
 }
 

@@ -147,9 +147,12 @@ struct SolveInfo {
     int restarts = 0;         ///< momentum restarts
     int backtracks = 0;       ///< rejected steps (each cost one F U product)
     /// Products with the features, F U and F^T G, each 2 n (B*h) C flops: the solver's
-    /// work (one F U at a fresh start and one F^T G at a fresh or resumed start; per step
-    /// tried one F U and one F^T G, in one pass over F; per check one F U and, unless the
-    /// last step restarted, one F^T G, again in one pass).
+    /// work. One F U at a fresh start and one F^T G at a fresh or resumed start; per step
+    /// tried one F U and one F^T G in one pass over F, plus a second F^T G in the same pass
+    /// when a check follows and the step does not restart (the gradient at the new iterate,
+    /// for the check's dual point); per check nothing more, except one F U at the check
+    /// that ends the solve and one F^T G where no step computed the gradient (the first
+    /// check, the first after a resume).
     std::int64_t products = 0;
     double step = 0.0;        ///< final eta (a good initial_step for a warm-started neighbour)
     std::vector<SolverTraceRow> trace;  ///< one row per check, the last for the returned weights
@@ -186,9 +189,10 @@ struct Certificate {
 /// Minimizes P(U) starting from `weights` ((B*h) x C: the warm start, zeros for a cold
 /// start) and leaves the last iterate there, rounded to float (the iterates themselves are
 /// double; SolveInfo certifies exactly the float weights returned).
-/// Cost per iteration: one F^T G and one F U per step tried, plus one F U and one F^T G
-/// per check; both products are TBB-parallel over fixed blocks, so the weights are bitwise
-/// the same for any thread count. Throws cvxcnn::Error (bad_input) for invalid settings,
+/// Cost per iteration: one pass over F per step tried (F U and F^T G; SolveInfo::products
+/// has the details); checks use the cached logits and need no pass of their own. The
+/// products are TBB-parallel over fixed blocks, so the weights are bitwise the same for
+/// any thread count. Throws cvxcnn::Error (bad_input) for invalid settings,
 /// problem or warm start; (internal) for a negative duality gap beyond rounding.
 /// With `state`: a non-empty state is resumed (`weights` is then ignored as a start; its
 /// shape must still match), and the final state is always exported there, so an
