@@ -287,9 +287,6 @@ double relative_violation(const Images& images, const RowMatrixD& x, int h) {
     return largest > 0.0 ? worst / largest : 0.0;
 }
 
-/// Max over groups of ||g_group||.
-double largest_gradient_group(const RowMatrixD& grad, int h) { return largest_group_norm(grad, h); }
-
 /// f(y + d) - f(y) - <grad f(y), d> of the smooth part, from the images of y and of d
 /// (see cone_constrained.cpp: the same case-by-case penalty terms, all nonnegative).
 double step_divergence(const Program& program, const Images& at_y, const Images& step, const Multipliers& mu,
@@ -474,7 +471,7 @@ double three_layer_beta_max(const ThreeLayerProblem& problem) {
     RowMatrixD g, grad;
     (void)program.loss(RowMatrixD::Zero(program.samples(), problem.classes), &g);
     program.gradient(g, nullptr, nullptr, 0.0, grad);
-    return largest_gradient_group(grad, program.layout().block_width);
+    return largest_group_norm(grad, program.layout().block_width);
 }
 
 // ---- the augmented Lagrangian solver -----------------------------------------------------------------
@@ -605,7 +602,7 @@ ThreeLayerSolveInfo solve_three_layer(const ThreeLayerProblem& problem, const Co
         // M^T G - A^T mu_next (mu_next = (mu - rho t)_+, the multiplier step below), so it is
         // the dual residual of (Theta, mu) = (G, mu_next); scaled by s into the ball.
         smooth_gradient(x, images_x, grad_x);
-        const double residual = largest_gradient_group(grad_x, h);
+        const double residual = largest_group_norm(grad_x, h);
         const double s = residual > beta ? beta / residual : 1.0;
         const double loss = program.loss(images_x.z, nullptr);
         info.outer_iterations = outer;
@@ -648,7 +645,7 @@ ThreeLayerSolveInfo solve_three_layer(const ThreeLayerProblem& problem, const Co
         const double loss = program.loss(images_x.z, &g);
         RowMatrixD grad;
         program.gradient(g, nullptr, nullptr, 0.0, grad);
-        const double residual = largest_gradient_group(grad, h);
+        const double residual = largest_group_norm(grad, h);
         info.primal = loss + beta * group_norm_sum(weights, h);
         info.dual = exact_loss_dual(problem.loss, images_x.z, problem.labels, residual > beta ? beta / residual : 1.0);
         info.gap = info.primal - info.dual;
