@@ -141,23 +141,23 @@ public:
     /// shrink the step to nothing.
     /// In the same pass, assuming the step will be accepted: the logits of the next
     /// extrapolation point Zn = Zp + momentum (Zp - Zw) (Zn = Zp at a restart), Gn = dL/dZ(Zn)
-    /// and grad_n = F^T Gn, the next iteration's gradient. With `at_p` also Gp = dL/dZ(Zp)
+    /// and F^T Gn (at_n), the next iteration's gradient. With `at_p` also Gp = dL/dZ(Zp)
     /// and F^T Gp, the gradient at w+ that the next check's dual point needs: a second
     /// transpose product of rows already in cache, instead of a pass of its own.
     std::pair<double, double> step(const RowMatrixF& d, const RowMatrixD& zv, const RowMatrixD& zw, bool restart,
-                                   double momentum, RowMatrixD& zp, RowMatrixD& zn, RowMatrixF& gn,
-                                   RowMatrixF& grad_n, GradientAt* at_p = nullptr) const {
+                                   double momentum, RowMatrixD& zp, RowMatrixD& zn, GradientAt& at_n,
+                                   GradientAt* at_p = nullptr) const {
         zp.resize(n_, classes_);
         zn.resize(n_, classes_);
         // Gn and Gp side by side: one transpose product of 2C columns gives both F^T G,
         // each column with the same arithmetic as a product of its own.
         const Index g_cols = at_p ? 2 * classes_ : classes_;
         RowMatrixF both;
-        RowMatrixF& g = at_p ? both : gn;
+        RowMatrixF& g = at_p ? both : at_n.g;
         RowMatrixF grad_both;
         g.resize(n_, g_cols);
         const RowMatrixF dt = d.transpose();
-        const auto total = pass<2>(&dt, &g, at_p ? &grad_both : &grad_n, [&](Index begin, Index end, const float* zd) {
+        const auto total = pass<2>(&dt, &g, at_p ? &grad_both : &at_n.grad, [&](Index begin, Index end, const float* zd) {
             std::vector<double> p(static_cast<std::size_t>(classes_));
             double divergence = 0.0, loss = 0.0;
             for (Index j = begin; j < end; ++j) {
@@ -174,9 +174,9 @@ public:
             return std::array<double, 2>{divergence, loss};
         });
         if (at_p) {
-            gn = both.leftCols(classes_);
+            at_n.g = both.leftCols(classes_);
             at_p->g = both.rightCols(classes_);
-            grad_n = grad_both.leftCols(classes_);
+            at_n.grad = grad_both.leftCols(classes_);
             at_p->grad = grad_both.rightCols(classes_);
         }
         const double inv_n = 1.0 / static_cast<double>(n_);
@@ -725,18 +725,18 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     // of their own. Only the check that ends the solve certifies the float(w) returned with
     // a fresh product.
     RowMatrixD w, v, wp;
-    RowMatrixF d, gv, grad_v, gn, grad_n;
-    GradientAt at_w, at_p;
+    RowMatrixF d;
+    GradientAt at_v, at_n, at_w, at_p;  // at the extrapolation point, the next one, w, w+
     bool have_at_w = false;  // at_w is the gradient at the current w
     RowMatrixD zw, zv, zp, zn, z_out;
     double t = 1.0;
     double eta = settings.initial_step;
     double initial_objective = 0.0;
     bool v_is_w = true;  // at the start and after a restart: the check's gradient at w is the step's at v
-    // grad_v = F^T gv, gv = dL/dZ(zv), are current: computed by the last step's pass for the
+    // at_v (dL/dZ(zv) and its F^T G) is current: computed by the last step's pass for the
     // point it was to extrapolate to. Not part of SolverState: a resumed solve recomputes
-    // them with the same arithmetic.
-    bool have_grad_v = false;
+    // it with the same arithmetic.
+    bool have_at_v = false;
     const std::vector<double> metric = block_metric(problem.features, h, settings.precondition);
     double best_dual = -std::numeric_limits<double>::infinity();
     int first_k = 0;
@@ -766,9 +766,8 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     const RowMatrixD* check_logits = nullptr;
     const auto check_point = [&](int iteration, bool fresh) {
         weights = w.cast<float>();
-        if (!have_at_w && v_is_w && have_grad_v) {
-            at_w.g = gv;
-            at_w.grad = grad_v;
+        if (!have_at_w && v_is_w && have_at_v) {
+            at_w = at_v;
             have_at_w = true;
         }
         double loss;
@@ -825,21 +824,19 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
             else if (k >= settings.max_iters) info.status = SolverStatus::max_iters_reached;
             else if (time_up) info.status = SolverStatus::time_limit_reached;
             if (converged || !keep_going || last) break;
-            if (v_is_w && !have_grad_v) {
-                std::swap(gv, at_w.g);
-                std::swap(grad_v, at_w.grad);
-                have_grad_v = true;
+            if (v_is_w && !have_at_v) {
+                std::swap(at_v, at_w);
+                have_at_v = true;
                 have_at_w = false;
             }
         }
 
         // Gradient at the extrapolation point when no pass has computed it (a fresh start, a
         // resumed solve).
-        if (!have_grad_v) {
-            (void)eval.loss(zv, &gv);
-            eval.backward(gv, grad_v);
+        if (!have_at_v) {
+            eval.gradient_at(zv, at_v);
             ++info.products;
-            have_grad_v = true;
+            have_at_v = true;
         }
 
         // Backtracking through the prox (SOLVERS.md 5.3 step 2), tested in Z-space. Each step
@@ -853,12 +850,12 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         const double t_next = 0.5 * (1.0 + std::sqrt(1.0 + 4.0 * t * t));
         const double momentum = (t - 1.0) / t_next;
         for (int attempt = 0; attempt < max_backtracks && !accepted; ++attempt) {
-            prox_step(v, grad_v, eta, beta, h, metric, wp);
+            prox_step(v, at_v.grad, eta, beta, h, metric, wp);
             restart = settings.restart && metric_inner(wp - w, v - wp, metric, h) > 0.0;
             d = (wp - v).cast<float>();
             with_at_p = check_next && !restart;
             std::tie(divergence, loss_p) =
-                eval.step(d, zv, zw, restart, momentum, zp, zn, gn, grad_n, with_at_p ? &at_p : nullptr);
+                eval.step(d, zv, zw, restart, momentum, zp, zn, at_n, with_at_p ? &at_p : nullptr);
             info.products += with_at_p ? 3 : 2;
             step_sq = metric_inner(wp - v, wp - v, metric, h);
             accepted = std::isfinite(divergence) && std::isfinite(loss_p) && divergence <= step_sq / (2.0 * eta);
@@ -890,8 +887,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
             v_is_w = false;
         }
         std::swap(zv, zn);
-        std::swap(gv, gn);
-        std::swap(grad_v, grad_n);
+        std::swap(at_v, at_n);
         std::swap(w, wp);
         std::swap(zw, zp);
         if (with_at_p) std::swap(at_w, at_p);
