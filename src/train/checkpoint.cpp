@@ -57,6 +57,7 @@ json state_to_json(const SolverState& state) {
             {"initial_objective", state.initial_objective},
             {"best_dual", state.best_dual},
             {"v_is_w", state.v_is_w},
+            {"working_set", state.working_set},
             {"seconds", state.seconds},
             {"info", state.info}};
 }
@@ -73,6 +74,7 @@ SolverState state_from_json(const json& value) {
     value.at("initial_objective").get_to(state.initial_objective);
     value.at("best_dual").get_to(state.best_dual);
     value.at("v_is_w").get_to(state.v_is_w);
+    if (value.contains("working_set")) value.at("working_set").get_to(state.working_set);  // absent before it
     value.at("seconds").get_to(state.seconds);
     value.at("info").get_to(state.info);
     return state;

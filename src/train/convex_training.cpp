@@ -336,6 +336,9 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
         solver.max_iters = max_iters;
         solver.rel_gap_tol = tol;
         solver.check_every = settings.check_every;
+        // The solver's working set copies columns of F: only into what --max-memory leaves.
+        if (settings.max_memory_bytes > 0)
+            solver.working_set_max_bytes = settings.max_memory_bytes > needed ? settings.max_memory_bytes - needed : 0;
         // The solver's clock starts at the time a resumed state had already spent.
         if (settings.time_limit_s > 0) solver.time_limit_s = budget_end_s - seconds_since(start) + state.seconds;
         solver.on_check = [&, beta](const SolverProgress& progress) {
