@@ -448,20 +448,6 @@ public:
             full.middleRows(static_cast<Index>(blocks_[s]) * h, h) = part.middleRows(static_cast<Index>(s) * h, h);
     }
 
-    /// Zeroes the rows of blocks outside the set (the prox of a gradient that is only
-    /// known on the set must leave the others where they are: at zero).
-    void zero_outside(RowMatrixD& full) const {
-        const int h = full_.block_width;
-        std::size_t s = 0;
-        for (Index b = 0; b < full_.blocks(); ++b) {
-            if (s < blocks_.size() && blocks_[s] == b) {
-                ++s;
-                continue;
-            }
-            full.middleRows(b * h, h).setZero();
-        }
-    }
-
 private:
     const GroupLassoProblem& full_;
     std::vector<int> blocks_;
@@ -866,8 +852,9 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     // point it was to extrapolate to. Not part of SolverState: a resumed solve recomputes
     // it with the same arithmetic.
     bool have_at_v = false;
-    // at_v.grad is F^T G over every block (else only over the working set's, zero elsewhere).
-    bool at_v_full = true;
+    // While the working set is active, at_v.grad is F^T G over the set's blocks only (zero
+    // elsewhere, so the prox leaves the blocks outside at zero, as are w and v there); a
+    // change of the set recomputes it.
     WorkingSet working_set(problem);
     const std::vector<double> metric = block_metric(problem.features, h, settings.precondition);
     double best_dual = -std::numeric_limits<double>::infinity();
@@ -901,7 +888,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     const RowMatrixD* check_logits = nullptr;
     const auto check_point = [&](int iteration, bool fresh) {
         weights = w.cast<float>();
-        if (!have_at_w && v_is_w && have_at_v && at_v_full) {
+        if (!have_at_w && v_is_w && have_at_v && !working_set.active()) {
             at_w = at_v;
             have_at_w = true;
         }
@@ -985,7 +972,6 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
             if (v_is_w && !have_at_v && !working_set.active()) {
                 std::swap(at_v, at_w);
                 have_at_v = true;
-                at_v_full = true;
                 have_at_w = false;
             }
         }
@@ -1003,7 +989,6 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
                 eval.gradient_at(zv, at_v);
                 ++info.products;
             }
-            at_v_full = !working_set.active();
             have_at_v = true;
         }
 
@@ -1019,7 +1004,6 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         const double momentum = (t - 1.0) / t_next;
         for (int attempt = 0; attempt < max_backtracks && !accepted; ++attempt) {
             prox_step(v, at_v.grad, eta, beta, h, metric, wp);
-            if (working_set.active()) working_set.zero_outside(wp);
             restart = settings.restart && metric_inner(wp - w, v - wp, metric, h) > 0.0;
             d = (wp - v).cast<float>();
             if (working_set.active()) {
@@ -1068,7 +1052,6 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         }
         std::swap(zv, zn);
         std::swap(at_v, at_n);
-        at_v_full = !working_set.active();
         std::swap(w, wp);
         std::swap(zw, zp);
         if (with_at_p) std::swap(at_w, at_p);
