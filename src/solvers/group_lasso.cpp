@@ -576,6 +576,21 @@ void check_state(const GroupLassoProblem& problem, const SolverState& state) {
         throw Error(ErrorKind::bad_input, "group lasso: the solver state to resume does not fit this problem (" +
                                               std::to_string(n) + " samples, " + std::to_string(columns) +
                                               " feature columns, " + std::to_string(classes) + " classes)");
+    // Steps over a working set leave the blocks outside it alone: a state whose weights are
+    // nonzero there would silently solve with them frozen, not the problem.
+    if (!state.working_set.empty()) {
+        const int h = problem.block_width;
+        std::size_t s = 0;
+        for (Index b = 0; b < problem.blocks(); ++b) {
+            if (s < state.working_set.size() && state.working_set[s] == b) {
+                ++s;
+                continue;
+            }
+            if ((state.w.middleRows(b * h, h).array() != 0.0).any() || (state.v.middleRows(b * h, h).array() != 0.0).any())
+                throw Error(ErrorKind::bad_input, "group lasso: the solver state to resume has nonzero weights in block " +
+                                                      std::to_string(b) + ", outside its working set");
+        }
+    }
 }
 
 void check_beta(double beta) {

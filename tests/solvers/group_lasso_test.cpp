@@ -781,6 +781,22 @@ TEST(GroupLassoSolver, InterruptedSolvesOverAWorkingSetResumeBitForBit) {
         RowMatrixF u = data.zeros();
         EXPECT_THROW((void)solve_group_lasso(problem, settings, u, &wrong), Error);
     }
+    // So is a set that leaves out a block with weights: its steps would keep them frozen.
+    const int h = problem.block_width;
+    const auto carries_weights = [&](int b) { return (end.w.middleRows(b * h, h).array() != 0.0).any(); };
+    const auto weighted = std::find_if(end.working_set.begin(), end.working_set.end(), carries_weights);
+    ASSERT_NE(weighted, end.working_set.end());
+    SolverState frozen = end;
+    frozen.working_set.erase(frozen.working_set.begin() + (weighted - end.working_set.begin()));
+    RowMatrixF u = data.zeros();
+    try {
+        (void)solve_group_lasso(problem, settings, u, &frozen);
+        ADD_FAILURE() << "a state with weights outside its working set was accepted";
+    } catch (const Error& error) {
+        EXPECT_NE(std::string(error.what()).find("block " + std::to_string(*weighted) + ", outside its working set"),
+                  std::string::npos)
+            << error.what();
+    }
 }
 
 TEST(GroupLassoSettings, SolveInfoJsonRoundTrip) {
