@@ -175,11 +175,9 @@ TrainingResult train_convex_cnn(const Dataset& data, const TrainingSettings& set
     if (classes < 2) throw Error(ErrorKind::bad_input, "training needs at least 2 classes, the data has " +
                                                            std::to_string(classes));
 
-    auto [train_indices, val_indices] = split_indices(data.size(), settings.val_split, settings.seed);
-    if (train_indices.empty()) throw Error(ErrorKind::bad_input, "--val-split leaves no training images");
+    const auto [train_indices, val_indices, normalization] = split_for_training(data, settings.val_split, settings.seed);
     Dataset train = subset(data, train_indices);
     Dataset val = subset(data, val_indices);
-    const Normalization normalization = Normalization::compute(train);
     normalization.apply(train);
     normalization.apply(val);
 

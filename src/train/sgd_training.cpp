@@ -145,9 +145,7 @@ SgdResult train_sgd_cnn(const Dataset& data, const SgdSettings& settings) {
                                               std::to_string(data.size()) + " labels of " + to_string(data.shape) +
                                               " images need " + std::to_string(data.size() * data.shape.values()));
 
-    const auto [train_indices, val_indices] = split_indices(data.size(), settings.val_split, settings.seed);
-    if (train_indices.empty()) throw Error(ErrorKind::bad_input, "--val-split leaves no training images");
-    const Normalization normalization = Normalization::compute(subset(data, train_indices));
+    const auto [train_indices, val_indices, normalization] = split_for_training(data, settings.val_split, settings.seed);
     const NetworkImages train = NetworkImages::prepare(data, train_indices, normalization);
     const NetworkImages val = NetworkImages::prepare(data, val_indices, normalization);
 

@@ -44,16 +44,21 @@ Dataset subset(const Dataset& data, const std::vector<std::size_t>& indices) {
     return out;
 }
 
-TrainingSplit prepare_training_split(const Dataset& data, const Architecture& architecture, double val_split,
-                                     std::uint64_t seed) {
+SplitIndices split_for_training(const Dataset& data, double val_split, std::uint64_t seed) {
     auto [train_indices, val_indices] = split_indices(data.size(), val_split, seed);
     if (train_indices.empty()) throw Error(ErrorKind::bad_input, "--val-split leaves no training images");
-    Dataset train = subset(data, train_indices);
-    const Normalization normalization = Normalization::compute(train);
+    const Normalization normalization = Normalization::compute(subset(data, train_indices));
+    return {std::move(train_indices), std::move(val_indices), normalization};
+}
+
+TrainingSplit prepare_training_split(const Dataset& data, const Architecture& architecture, double val_split,
+                                     std::uint64_t seed) {
+    const SplitIndices split = split_for_training(data, val_split, seed);
+    Dataset train = subset(data, split.train);
     Dataset normalized = train;
-    normalization.apply(normalized);
+    split.normalization.apply(normalized);
     PatchMatrices patches = extract_patches(normalized, architecture);
-    return {std::move(train), subset(data, val_indices), normalization, std::move(patches)};
+    return {std::move(train), subset(data, split.val), split.normalization, std::move(patches)};
 }
 
 double prediction_accuracy(std::span<const std::int32_t> predicted, std::span<const std::int32_t> labels) {

@@ -53,6 +53,21 @@ TEST(TrainingSplit, RefusesASplitThatLeavesNoTrainingImages) {
     }
 }
 
+// What the convex and SGD trainers start from: the seeded indices and the normalization
+// of the training part alone (never of the held-out images).
+TEST(TrainingSplit, SplitForTrainingIsTheSeededSplitAndItsTrainingNormalization) {
+    const Dataset data = test::bar_images(10, 3);
+    const SplitIndices split = split_for_training(data, 0.3, 5);
+    const auto [train_indices, val_indices] = split_indices(data.size(), 0.3, 5);
+    EXPECT_EQ(split.train, train_indices);
+    EXPECT_EQ(split.val, val_indices);
+    const Normalization train_only = Normalization::compute(subset(data, train_indices));
+    EXPECT_EQ(split.normalization.mean, train_only.mean);
+    EXPECT_EQ(split.normalization.std, train_only.std);
+    EXPECT_NE(split.normalization.mean, Normalization::compute(data).mean) << "the held-out images must not count";
+    EXPECT_THROW((void)split_for_training(subset(data, {0}), 0.9, 0), Error);
+}
+
 TEST(TrainingSplit, RunFactsAreTheTailOfTheTrainingRecord) {
     RunFacts facts;
     facts.train_samples = 90;

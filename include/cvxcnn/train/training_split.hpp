@@ -25,6 +25,18 @@ namespace cvxcnn {
 /// The images and labels at `indices`, in that order.
 [[nodiscard]] Dataset subset(const Dataset& data, const std::vector<std::size_t>& indices);
 
+/// The seeded split of a run and the normalization of its training part: what every
+/// trainer fixes before it builds anything big.
+struct SplitIndices {
+    std::vector<std::size_t> train;
+    std::vector<std::size_t> val;
+    Normalization normalization;  ///< computed on the training part
+};
+
+/// split_indices(data.size(), val_split, seed) and the training part's normalization.
+/// Throws cvxcnn::Error (bad_input) naming --val-split when it leaves no training image.
+[[nodiscard]] SplitIndices split_for_training(const Dataset& data, double val_split, std::uint64_t seed);
+
 /// A training run's data: the raw split (accuracies are measured through the model, which
 /// normalizes its input itself), the normalization of the training part, and the patch
 /// matrices of the normalized training images.
