@@ -72,6 +72,40 @@ void expect_error(F&& call, ErrorKind kind, const std::vector<std::string>& frag
     }
 }
 
+// An exact case (IntegerWeightsAndInputsGiveExactlyTheReference): weights in [-3, 3],
+// 6 images of pixels in [0, 4], normalization means c + 1 and standard deviations 1 or
+// 0.5, all drawn from one engine seeded with `seed`.
+struct IntegerCase {
+    Model model;
+    Dataset images;
+};
+
+IntegerCase integer_case(const Geometry& g, const std::string& activation, int filters, unsigned seed) {
+    const ImageShape shape{g.channels, g.height, g.width};
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> small(-3, 3), pixel(0, 4);
+    Normalization norm;
+    for (int c = 0; c < g.channels; ++c) {
+        norm.mean.push_back(static_cast<float>(c + 1));
+        norm.std.push_back(c == 1 ? 1.0f : 0.5f);
+    }
+    // Braced initialization runs in order: the weights are drawn before the pixels.
+    IntegerCase out{test::filled_model(architecture_text(g.kernel, g.stride, g.padding, activation, g.grid), shape,
+                                       filters, 4, [&] { return static_cast<float>(small(rng)); }, norm),
+                    random_images(6, shape, 0)};
+    for (auto& v : out.images.images) v = static_cast<float>(pixel(rng));
+    return out;
+}
+
+// Every logit equal, and not all of them near zero (which would make the test vacuous).
+void expect_exactly(const RowMatrixF& got, const RowMatrixF& want) {
+    ASSERT_EQ(got.rows(), want.rows());
+    ASSERT_EQ(got.cols(), want.cols());
+    for (Eigen::Index i = 0; i < got.rows(); ++i)
+        for (Eigen::Index c = 0; c < got.cols(); ++c) ASSERT_EQ(got(i, c), want(i, c)) << "image " << i << " class " << c;
+    EXPECT_GT(want.cwiseAbs().maxCoeff(), 1.0f) << "all-zero logits would make the test vacuous";
+}
+
 }  // namespace
 
 TEST(OnednnEngine, MatchesReferenceForAllActivationsAndGeometries) {
@@ -127,26 +161,9 @@ TEST(OnednnEngine, IntegerWeightsAndInputsGiveExactlyTheReference) {
     for (const auto& g : geometries)
         for (const std::string activation : {"relu", "gated", "leaky0.25", "abs"}) {
             SCOPED_TRACE(describe(g, activation));
-            const ImageShape shape{g.channels, g.height, g.width};
-            std::mt19937 rng(seed++);
-            std::uniform_int_distribution<int> small(-3, 3), pixel(0, 4);
-            Normalization norm;
-            for (int c = 0; c < g.channels; ++c) {
-                norm.mean.push_back(static_cast<float>(c + 1));
-                norm.std.push_back(c == 1 ? 1.0f : 0.5f);
-            }
-            const Model model = test::filled_model(
-                architecture_text(g.kernel, g.stride, g.padding, activation, g.grid), shape, 5, 4,
-                [&] { return static_cast<float>(small(rng)); }, norm);
-            Dataset images = random_images(6, shape, 0);
-            for (auto& v : images.images) v = static_cast<float>(pixel(rng));
-            OnednnEngine engine(model, 4);
-            const RowMatrixF got = engine.logits(images), want = reference_logits(model, images);
-            ASSERT_EQ(got.rows(), want.rows());
-            for (Eigen::Index i = 0; i < got.rows(); ++i)
-                for (Eigen::Index c = 0; c < got.cols(); ++c)
-                    ASSERT_EQ(got(i, c), want(i, c)) << "image " << i << " class " << c;
-            EXPECT_GT(want.cwiseAbs().maxCoeff(), 1.0f) << "all-zero logits would make the test vacuous";
+            const IntegerCase exact = integer_case(g, activation, 5, seed++);
+            OnednnEngine engine(exact.model, 4);
+            expect_exactly(engine.logits(exact.images), reference_logits(exact.model, exact.images));
         }
 }
 
@@ -440,30 +457,12 @@ TEST(OnednnEngineRegions, IntegerWeightsGiveExactlyTheReference) {
     for (const auto& g : geometries)
         for (const std::string activation : {"relu", "gated", "leaky0.25", "abs"}) {
             SCOPED_TRACE(describe(g, activation));
-            const ImageShape shape{g.channels, g.height, g.width};
-            std::mt19937 rng(seed++);
-            std::uniform_int_distribution<int> small(-3, 3), pixel(0, 4);
-            Normalization norm;
-            for (int c = 0; c < g.channels; ++c) {
-                norm.mean.push_back(static_cast<float>(c + 1));
-                norm.std.push_back(c == 1 ? 1.0f : 0.5f);
-            }
-            const std::vector<int> region_of = random_regions(9, g.grid, seed++, 4);
-            const Model model = rewire_regions(
-                test::filled_model(architecture_text(g.kernel, g.stride, g.padding, activation, g.grid), shape, 9, 4,
-                                   [&] { return static_cast<float>(small(rng)); }, norm),
-                region_of);
-            Dataset images = random_images(6, shape, 0);
-            for (auto& v : images.images) v = static_cast<float>(pixel(rng));
+            const IntegerCase exact = integer_case(g, activation, 9, seed++);
+            const Model model = rewire_regions(exact.model, random_regions(9, g.grid, seed++, 4));
             OnednnEngine engine(model, 4, RegionPath::always);
             EXPECT_EQ(engine.region_filters(), single_region_filters(model));
             EXPECT_GT(engine.region_filters(), 0);
-            const RowMatrixF got = engine.logits(images), want = reference_logits(model, images);
-            ASSERT_EQ(got.rows(), want.rows());
-            for (Eigen::Index i = 0; i < got.rows(); ++i)
-                for (Eigen::Index c = 0; c < got.cols(); ++c)
-                    ASSERT_EQ(got(i, c), want(i, c)) << "image " << i << " class " << c;
-            EXPECT_GT(want.cwiseAbs().maxCoeff(), 1.0f) << "all-zero logits would make the test vacuous";
+            expect_exactly(engine.logits(exact.images), reference_logits(model, exact.images));
         }
 }
 
