@@ -1,6 +1,7 @@
 #include "cvxcnn/data/dataset.hpp"
 
 #include <cmath>
+#include <numeric>
 
 #include "cvxcnn/util/error.hpp"
 
@@ -22,11 +23,20 @@ Dataset to_dataset(const ByteImages& bytes) {
 }
 
 Normalization Normalization::compute(const Dataset& dataset) {
+    std::vector<std::size_t> all(dataset.size());
+    std::iota(all.begin(), all.end(), std::size_t{0});
+    return compute(dataset, all);
+}
+
+Normalization Normalization::compute(const Dataset& dataset, std::span<const std::size_t> indices) {
     const int channels = dataset.shape.channels;
-    if (dataset.size() == 0) throw Error(ErrorKind::bad_input, "cannot compute normalization of an empty dataset");
+    if (indices.empty()) throw Error(ErrorKind::bad_input, "cannot compute normalization of an empty dataset");
     std::vector<double> sum(channels, 0.0), sum_squares(channels, 0.0);
     const std::size_t plane = dataset.shape.pixels_per_channel();
-    for (std::size_t i = 0; i < dataset.size(); ++i) {
+    for (const std::size_t i : indices) {
+        if (i >= dataset.size())
+            throw Error(ErrorKind::bad_input, "normalization: image " + std::to_string(i) + " of a dataset of " +
+                                                  std::to_string(dataset.size()));
         const auto image = dataset.image(i);
         for (int c = 0; c < channels; ++c) {
             double s = 0, s2 = 0;
@@ -39,7 +49,7 @@ Normalization Normalization::compute(const Dataset& dataset) {
             sum_squares[c] += s2;
         }
     }
-    const double count = static_cast<double>(dataset.size() * plane);
+    const double count = static_cast<double>(indices.size() * plane);
     Normalization result;
     for (int c = 0; c < channels; ++c) {
         const double mean = sum[c] / count;

@@ -47,7 +47,7 @@ Dataset subset(const Dataset& data, const std::vector<std::size_t>& indices) {
 SplitIndices split_for_training(const Dataset& data, double val_split, std::uint64_t seed) {
     auto [train_indices, val_indices] = split_indices(data.size(), val_split, seed);
     if (train_indices.empty()) throw Error(ErrorKind::bad_input, "--val-split leaves no training images");
-    const Normalization normalization = Normalization::compute(subset(data, train_indices));
+    const Normalization normalization = Normalization::compute(data, train_indices);
     return {std::move(train_indices), std::move(val_indices), normalization};
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "cvxcnn/util/error.hpp"
 #include "test_support.hpp"
@@ -218,4 +219,21 @@ TEST(Normalization, MatchesAPlainComputationAndIsApplied) {
     const Normalization renorm = Normalization::compute(data);
     EXPECT_NEAR(renorm.mean[0], 0.0, 1e-6);
     EXPECT_NEAR(renorm.std[0], 1.0, 1e-6);
+}
+
+// Over chosen images: the plain statistics of those images alone, in the order given, and
+// an index past the dataset is an error, not a read out of bounds.
+TEST(Normalization, OverChosenImagesIsTheirsAlone) {
+    Dataset data;
+    data.shape = {1, 1, 2};
+    data.labels = {0, 0, 0};
+    data.images = {1.0f, 3.0f, 10.0f, 20.0f, 5.0f, 7.0f};
+    const std::vector<std::size_t> chosen{2, 0};
+    const Normalization norm = Normalization::compute(data, chosen);
+    EXPECT_FLOAT_EQ(norm.mean[0], 4.0f);            // (5 + 7 + 1 + 3) / 4
+    EXPECT_FLOAT_EQ(norm.std[0], std::sqrt(5.0f));  // sqrt((1 + 9 + 9 + 1) / 4)
+    const Normalization all = Normalization::compute(data);
+    EXPECT_FLOAT_EQ(all.mean[0], 46.0f / 6.0f);
+    EXPECT_THROW((void)Normalization::compute(data, std::vector<std::size_t>{0, 3}), Error);
+    EXPECT_THROW((void)Normalization::compute(data, std::vector<std::size_t>{}), Error);
 }

@@ -74,6 +74,8 @@ struct Normalization {
     /// Mean and (population) standard deviation of each channel over all images,
     /// accumulated in double. A constant channel gets std 1 so it maps to 0, not NaN.
     [[nodiscard]] static Normalization compute(const Dataset& dataset);
+    /// The same over the images at `indices` only (a split's training part, not copied).
+    [[nodiscard]] static Normalization compute(const Dataset& dataset, std::span<const std::size_t> indices);
     /// The identity normalization for `channels` channels.
     [[nodiscard]] static Normalization identity(int channels);
     void apply(Dataset& dataset) const;
