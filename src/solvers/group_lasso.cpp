@@ -402,7 +402,6 @@ public:
 
     [[nodiscard]] bool active() const noexcept { return eval_.has_value(); }
     [[nodiscard]] const std::vector<int>& blocks() const noexcept { return blocks_; }
-    [[nodiscard]] const Evaluator& evaluator() const { return *eval_; }
     /// Share of F's columns in the set: what one of its products costs in full products.
     [[nodiscard]] double share() const noexcept {
         return static_cast<double>(blocks_.size()) / static_cast<double>(full_.blocks());
@@ -432,6 +431,26 @@ public:
         eval_.emplace(*problem_);
     }
 
+    /// Evaluator::gradient_at over the set's columns; out.grad is full size, zero outside
+    /// the set.
+    void gradient_at(const RowMatrixD& z, GradientAt& out) {
+        eval_->gradient_at(z, part_);
+        scatter(part_.grad, out.grad);
+        out.g = std::move(part_.g);
+    }
+
+    /// Evaluator::step (without at_p) over the set's columns for the full step d; at_n.grad
+    /// is full size, zero outside the set.
+    std::pair<double, double> step(const RowMatrixF& d, const RowMatrixD& zv, const RowMatrixD& zw, bool restart,
+                                   double momentum, RowMatrixD& zp, RowMatrixD& zn, GradientAt& at_n) {
+        gather(d, d_part_);
+        const auto result = eval_->step(d_part_, zv, zw, restart, momentum, zp, zn, part_);
+        scatter(part_.grad, at_n.grad);
+        at_n.g = std::move(part_.g);
+        return result;
+    }
+
+private:
     /// The set's rows of a full (B*h) x C matrix.
     void gather(const RowMatrixF& full, RowMatrixF& part) const {
         const int h = full_.block_width;
@@ -448,13 +467,19 @@ public:
             full.middleRows(static_cast<Index>(blocks_[s]) * h, h) = part.middleRows(static_cast<Index>(s) * h, h);
     }
 
-private:
     const GroupLassoProblem& full_;
     std::vector<int> blocks_;
     RowMatrixF features_;
     std::optional<GroupLassoProblem> problem_;
     std::optional<Evaluator> eval_;
+    RowMatrixF d_part_;  // scratch: a step over the set
+    GradientAt part_;    // scratch: a gradient over the set
 };
+
+/// Block b has a nonzero weight in w or v: it must be in any working set.
+bool block_has_weights(const RowMatrixD& w, const RowMatrixD& v, Index b, int h) {
+    return (w.middleRows(b * h, h).array() != 0.0).any() || (v.middleRows(b * h, h).array() != 0.0).any();
+}
 
 /// The working set a check chooses from the gradient at w (full F^T G): every block with a
 /// nonzero weight in w or v, and every block with a group's gradient norm at least
@@ -474,8 +499,7 @@ std::vector<int> choose_working_set(const RowMatrixD& w, const RowMatrixD& v, co
         if (member) ++s;
         const double top = norms.row(b).maxCoeff();
         if (!member && top > beta) violated = true;
-        if (top >= working_set_margin * beta || (w.middleRows(b * h, h).array() != 0.0).any() ||
-            (v.middleRows(b * h, h).array() != 0.0).any())
+        if (top >= working_set_margin * beta || block_has_weights(w, v, b, h))
             chosen.push_back(static_cast<int>(b));
     }
     const double bytes = static_cast<double>(chosen.size()) * h * static_cast<double>(samples) * sizeof(float);
@@ -579,14 +603,13 @@ void check_state(const GroupLassoProblem& problem, const SolverState& state) {
     // Steps over a working set leave the blocks outside it alone: a state whose weights are
     // nonzero there would silently solve with them frozen, not the problem.
     if (!state.working_set.empty()) {
-        const int h = problem.block_width;
         std::size_t s = 0;
         for (Index b = 0; b < problem.blocks(); ++b) {
             if (s < state.working_set.size() && state.working_set[s] == b) {
                 ++s;
                 continue;
             }
-            if ((state.w.middleRows(b * h, h).array() != 0.0).any() || (state.v.middleRows(b * h, h).array() != 0.0).any())
+            if (block_has_weights(state.w, state.v, b, problem.block_width))
                 throw Error(ErrorKind::bad_input, "group lasso: the solver state to resume has nonzero weights in block " +
                                                       std::to_string(b) + ", outside its working set");
         }
@@ -854,8 +877,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
     // of their own. Only the check that ends the solve certifies the float(w) returned with
     // a fresh product.
     RowMatrixD w, v, wp;
-    RowMatrixF d, d_part;
-    GradientAt at_part;  // a step's gradient over the working set
+    RowMatrixF d;
     GradientAt at_v, at_n, at_w, at_p;  // at the extrapolation point, the next one, w, w+
     bool have_at_w = false;  // at_w is the gradient at the current w
     RowMatrixD zw, zv, zp, zn, z_out;
@@ -995,10 +1017,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
         // resumed solve).
         if (!have_at_v) {
             if (working_set.active()) {
-                GradientAt part;
-                working_set.evaluator().gradient_at(zv, part);
-                working_set.scatter(part.grad, at_v.grad);
-                at_v.g = std::move(part.g);
+                working_set.gradient_at(zv, at_v);
                 info.products += working_set.share();
             } else {
                 eval.gradient_at(zv, at_v);
@@ -1024,11 +1043,7 @@ SolveInfo solve_group_lasso(const GroupLassoProblem& problem, const SolverSettin
             if (working_set.active()) {
                 // The check computes its own full gradient: no second product here.
                 with_at_p = false;
-                working_set.gather(d, d_part);
-                std::tie(divergence, loss_p) =
-                    working_set.evaluator().step(d_part, zv, zw, restart, momentum, zp, zn, at_part);
-                working_set.scatter(at_part.grad, at_n.grad);
-                at_n.g = std::move(at_part.g);
+                std::tie(divergence, loss_p) = working_set.step(d, zv, zw, restart, momentum, zp, zn, at_n);
                 info.products += 2.0 * working_set.share();
             } else {
                 with_at_p = check_next && !restart;
