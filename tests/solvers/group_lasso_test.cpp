@@ -774,29 +774,29 @@ TEST(GroupLassoSolver, InterruptedSolvesOverAWorkingSetResumeBitForBit) {
     EXPECT_GT(part.products, whole.products);
     EXPECT_LE(part.products, whole.products + 2 * interruptions);
 
+    // Refused with `message`: a resume from `wrong`.
+    const auto expect_refused = [&](SolverState wrong, const std::string& message) {
+        RowMatrixF u = data.zeros();
+        try {
+            (void)solve_group_lasso(problem, settings, u, &wrong);
+            ADD_FAILURE() << "a bad working set was accepted";
+        } catch (const Error& error) {
+            EXPECT_NE(std::string(error.what()).find(message), std::string::npos) << error.what();
+        }
+    };
     // A working set that is not sorted distinct blocks of the problem is refused.
     for (const std::vector<int>& bad : {std::vector<int>{3, 1}, std::vector<int>{2, 2}, std::vector<int>{40}}) {
         SolverState wrong = end;
         wrong.working_set = bad;
-        RowMatrixF u = data.zeros();
-        EXPECT_THROW((void)solve_group_lasso(problem, settings, u, &wrong), Error);
+        expect_refused(wrong, "does not fit this problem");
     }
     // So is a set that leaves out a block with weights: its steps would keep them frozen.
-    const int h = problem.block_width;
-    const auto carries_weights = [&](int b) { return (end.w.middleRows(b * h, h).array() != 0.0).any(); };
-    const auto weighted = std::find_if(end.working_set.begin(), end.working_set.end(), carries_weights);
-    ASSERT_NE(weighted, end.working_set.end());
+    const std::vector<int> support = nonzero_blocks(end.w.cast<float>(), problem.block_width);
+    ASSERT_FALSE(support.empty());
     SolverState frozen = end;
-    frozen.working_set.erase(frozen.working_set.begin() + (weighted - end.working_set.begin()));
-    RowMatrixF u = data.zeros();
-    try {
-        (void)solve_group_lasso(problem, settings, u, &frozen);
-        ADD_FAILURE() << "a state with weights outside its working set was accepted";
-    } catch (const Error& error) {
-        EXPECT_NE(std::string(error.what()).find("block " + std::to_string(*weighted) + ", outside its working set"),
-                  std::string::npos)
-            << error.what();
-    }
+    std::erase(frozen.working_set, support.front());
+    ASSERT_EQ(frozen.working_set.size() + 1, end.working_set.size()) << "the support is inside the set";
+    expect_refused(frozen, "block " + std::to_string(support.front()) + ", outside its working set");
 }
 
 TEST(GroupLassoSettings, SolveInfoJsonRoundTrip) {
