@@ -359,8 +359,8 @@ def report(out, args):
              f"Data: {meta.get('train_images', '?')} training images ({meta.get('data', '')}, 10% held out for "
              f"validation), {meta.get('test_images', 'all')} test images ({meta.get('test', '?')}); budget {meta.get('budget', '?')} s per run; seed {meta.get('seed', '?')}; "
              f"{meta.get('cores', '?')} cores, load average at start {meta.get('load_start', '?')}, "
-             f"at end {meta.get('load_end', '?')} (other users' jobs shared the cores: timings are loaded-machine "
-             "figures).", ""]
+             f"at end {meta.get('load_end', '?')} (the runs' own threads count in it: about 2 on an otherwise idle "
+             "machine).", ""]
 
     convex = ok_rows(rows, "convex")
     lines += ["### 1. Convex training", "",
